@@ -1,0 +1,64 @@
+// The broker core's event loop: one Asio io_context run by one long-lived
+// thread. That thread owns every child process, pipe and timer; other threads
+// (gRPC handlers, host API callers) post work to it.
+//
+//   plugd::broker::EventLoop loop;          // starts the thread
+//   loop.Post([] { ... on the loop ... });
+//   int n = loop.Run([] { return 42; });   // runs there, waits for the result
+#ifndef PLUGD_BROKER_EVENT_LOOP_H_
+#define PLUGD_BROKER_EVENT_LOOP_H_
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <functional>
+#include <future>
+#include <thread>
+#include <type_traits>
+
+namespace plugd::broker {
+
+class EventLoop {
+ public:
+  // Starts the loop thread.
+  EventLoop();
+  // Stops the loop and joins its thread. Work still queued is dropped.
+  ~EventLoop();
+
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  boost::asio::io_context& context() { return context_; }
+
+  // True when called on the loop thread.
+  bool InLoopThread() const {
+    return std::this_thread::get_id() == thread_.get_id();
+  }
+
+  // Queues `fn` to run on the loop thread. Never runs it inline.
+  void Post(std::function<void()> fn) {
+    boost::asio::post(context_, std::move(fn));
+  }
+
+  // Runs `fn` on the loop thread and returns its result; runs it inline when
+  // already on the loop thread. Blocks the caller until it has run.
+  template <typename F>
+  auto Run(F fn) -> std::invoke_result_t<F> {
+    using R = std::invoke_result_t<F>;
+    if (InLoopThread()) return fn();
+    std::packaged_task<R()> task(std::move(fn));
+    std::future<R> result = task.get_future();
+    boost::asio::post(context_, [&task] { task(); });
+    return result.get();
+  }
+
+ private:
+  boost::asio::io_context context_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type>
+      work_;
+  std::thread thread_;
+};
+
+}  // namespace plugd::broker
+
+#endif  // PLUGD_BROKER_EVENT_LOOP_H_

@@ -1,0 +1,166 @@
+// Launching one plugin process: spawn, handshake, output capture, stop.
+//
+// This is the process layer of the broker core. It knows processes, pipes and
+// the handshake line, not what a plugin serves. The host library (hosts/) and
+// the supervisor build on it.
+//
+//   plugd::broker::EventLoop loop;  // one long-lived thread owns children
+//   plugd::broker::LaunchOptions options;
+//   options.name = "random";
+//   options.command = {"build/bin/plugd-random"};
+//   options.socket_path = "/tmp/plugd-0/abc/random.sock";
+//   absl::StatusOr<std::shared_ptr<plugd::broker::PluginProcess>> plugin =
+//       plugd::broker::PluginProcess::Launch(loop, options);
+//   if (!plugin.ok()) { ... plugin.status() says what the plugin did ... }
+//   auto channel = grpc::CreateChannel((*plugin)->handshake().GrpcTarget(), ...);
+//   ...
+//   (*plugin)->Stop();  // shutdown call -> SIGTERM -> SIGKILL, whole group
+#ifndef PLUGD_BROKER_LAUNCHER_H_
+#define PLUGD_BROKER_LAUNCHER_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "plugd/broker/event_loop.h"
+#include "plugd/broker/output.h"
+#include "plugd/common/protocol.h"
+
+namespace plugd::broker {
+
+// How a process ended: an exit code or a signal, never confused (Boost's
+// exit-code helpers report "exit 9" and SIGKILL alike; this does not).
+struct ExitStatus {
+  bool signaled = false;  // true: killed by `signal`; false: exited with `code`
+  int code = 0;           // exit code when !signaled
+  int signal = 0;         // signal number when signaled
+  bool core_dumped = false;
+
+  // From a raw waitpid() status.
+  static ExitStatus FromWaitStatus(int wait_status);
+  // "exited with code 3", "killed by signal 9 (SIGKILL)".
+  std::string ToString() const;
+  // True for exit code 0.
+  bool success() const { return !signaled && code == 0; }
+};
+
+// Everything needed to launch one plugin. Validated by Launch(), up front.
+struct LaunchOptions {
+  // The plugin's name for logs, errors and PLUGD_PLUGIN_NAME. Required.
+  std::string name;
+  // argv: command[0] is an executable path (or a name looked up in PATH),
+  // the rest its arguments. Required, non-empty.
+  std::vector<std::string> command;
+  // Extra environment variables for the plugin; they override inherited ones.
+  std::map<std::string, std::string> env;
+  // When true (default), the plugin inherits the launcher's environment; when
+  // false it gets only `env` plus the protocol variables (and PATH).
+  bool inherit_environment = true;
+  // Working directory; empty means the launcher's.
+  std::string working_dir;
+  // Absolute Unix socket path the plugin must listen on (PLUGD_SOCKET), at
+  // most 107 bytes. A stale socket file there is removed before the start;
+  // one a live process still accepts on is an error (ALREADY_EXISTS).
+  std::string socket_path;
+  // Application protocol versions the host supports (PLUGD_PROTOCOL_VERSIONS).
+  // Default {1}. The plugin's handshake must name one of them.
+  std::vector<uint32_t> protocol_versions = {1};
+  // How long the plugin has, from exec, to print its handshake and accept a
+  // connection. Default 10 s. On expiry it is killed: DEADLINE_EXCEEDED.
+  absl::Duration start_timeout = absl::Seconds(10);
+  // Grace between the shutdown call and SIGTERM, and again between SIGTERM and
+  // SIGKILL, when stopping. Also passed as PLUGD_SHUTDOWN_GRACE_MS. Default 5 s.
+  absl::Duration stop_grace = absl::Seconds(5);
+  // Largest gRPC message either side accepts (PLUGD_MAX_MESSAGE_BYTES).
+  // Default 64 MiB.
+  int64_t max_message_bytes = kDefaultMaxMessageBytes;
+  // Output capture limits and where lines go.
+  OutputOptions output;
+};
+
+// One running plugin process. Thread-safe. Created by Launch(); the process
+// is stopped (Stop()) when the last reference goes away, if still running.
+class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
+ public:
+  // Spawns the plugin from the loop's thread (so its parent-death signal is
+  // tied to a long-lived thread), in its own process group, with
+  // PR_SET_PDEATHSIG = SIGKILL; reads and validates the handshake; checks
+  // that the announced address accepts a connection. Blocks the caller until
+  // then (at most about start_timeout). Must not be called on the loop thread.
+  //
+  // Errors name the plugin and quote what it did:
+  //   INVALID_ARGUMENT    bad options (empty command, socket path too long...)
+  //   NOT_FOUND           the executable does not exist / is not executable
+  //   UNKNOWN             it printed something that is not a handshake line
+  //                       (the line is quoted), or exited before its handshake
+  //                       (exit code or signal plus its last stderr lines)
+  //   DEADLINE_EXCEEDED   no handshake within start_timeout (killed)
+  //   FAILED_PRECONDITION unsupported core or app protocol version
+  //   UNAVAILABLE         the announced address cannot be connected
+  // On any error the process (group) has been killed and reaped.
+  static absl::StatusOr<std::shared_ptr<PluginProcess>> Launch(
+      EventLoop& loop, LaunchOptions options);
+
+  ~PluginProcess();
+
+  PluginProcess(const PluginProcess&) = delete;
+  PluginProcess& operator=(const PluginProcess&) = delete;
+
+  const std::string& name() const;
+  const LaunchOptions& options() const;
+  pid_t pid() const;
+  // The validated handshake; handshake().GrpcTarget() is the channel target.
+  const Handshake& handshake() const;
+  // The plugin's output: every line captured after the handshake.
+  OutputCapture& output();
+
+  // True until the process has exited.
+  bool running() const;
+  // How it ended; empty while running.
+  std::optional<ExitStatus> exit_status() const;
+  // Registers `callback`, run once on the loop thread when the process exits
+  // (immediately, on the loop, if it already has). Crash detection is event
+  // driven (pidfd), not polled.
+  void OnExit(std::function<void(const ExitStatus&)> callback);
+  // Blocks until the process has exited, at most `timeout`. Returns the exit
+  // status, or empty on timeout.
+  std::optional<ExitStatus> WaitForExit(absl::Duration timeout);
+
+  // Stops the plugin: the Control.Shutdown call, then SIGTERM to the process
+  // group after `grace` (default: options().stop_grace), then SIGKILL after
+  // another `grace`. Completes when the leader has exited and no process of
+  // its group is left (leftovers are SIGKILLed and awaited). Blocking,
+  // idempotent, bounded by about 2 * grace + shutdown-call deadline. Must not
+  // be called on the loop thread. Returns how the leader exited.
+  ExitStatus Stop(std::optional<absl::Duration> grace = std::nullopt);
+  // The same, without blocking: `done` runs on the loop thread.
+  void AsyncStop(std::optional<absl::Duration> grace,
+                 std::function<void(const ExitStatus&)> done);
+
+  // Sends `signal` to the plugin's whole process group (no-op once exited).
+  absl::Status Signal(int signal);
+
+  class Impl;
+
+ private:
+  explicit PluginProcess(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Waits, without polling, until no process is left in process group `pgid`:
+// finds its members (/proc), SIGKILLs them, and waits on their pidfds.
+// Bounded by `timeout`; DEADLINE_EXCEEDED if some survive it.
+absl::Status KillProcessGroup(pid_t pgid, absl::Duration timeout);
+
+}  // namespace plugd::broker
+
+#endif  // PLUGD_BROKER_LAUNCHER_H_

@@ -1,0 +1,68 @@
+// Conversions between text and google.protobuf.Value, the argument and result
+// type of plugd's functions service.
+//
+//   Value v = plugd::ParseArgument("42");        // number 42
+//   Value s = plugd::ParseArgument("hello");     // string "hello"
+//   Value l = plugd::ParseArgument("[1, \"a\"]");  // list (JSON)
+//   std::string out = plugd::FormatValue(v);      // "42"
+//   absl::StatusOr<int64_t> n = plugd::ValueToInt(v, "min");
+#ifndef PLUGD_COMMON_VALUE_H_
+#define PLUGD_COMMON_VALUE_H_
+
+#include <cstdint>
+#include <string>
+
+#include <google/protobuf/struct.pb.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace plugd {
+
+// Turns one command-line argument into a Value:
+//   a JSON number ("42", "-1.5", "1e3")           -> number_value
+//   "true" / "false"                             -> bool_value
+//   "null"                                       -> null_value
+//   a JSON array or object ("[1,2]", "{...}")     -> list_value / struct_value
+//   a JSON string in double quotes ("\"42\"")    -> that string
+//   anything else, taken literally               -> string_value
+// Never fails: text that is not valid JSON is a string.
+google::protobuf::Value ParseArgument(absl::string_view text);
+
+// Renders a Value for people: a number without a needless ".0" ("3", "2.5"),
+// a string as-is, anything else as compact JSON.
+std::string FormatValue(const google::protobuf::Value& value);
+
+// Renders a Value as compact JSON (strings quoted).
+std::string ValueToJson(const google::protobuf::Value& value);
+
+// "number", "string", "bool", "null", "list", "struct" or "unset".
+absl::string_view ValueKindName(const google::protobuf::Value& value);
+
+// For error messages: `string "abc"`, `number 3`, `bool true`, `list of 2`.
+std::string DescribeValue(const google::protobuf::Value& value);
+
+// Typed accessors for function authors. `what` names the argument in the
+// INVALID_ARGUMENT error, e.g. "argument 1 (min)".
+// ValueToNumber accepts a number, or a string that parses as one.
+absl::StatusOr<double> ValueToNumber(const google::protobuf::Value& value,
+                                     absl::string_view what);
+// ValueToInt accepts a whole number within int64 range (or such a string).
+absl::StatusOr<int64_t> ValueToInt(const google::protobuf::Value& value,
+                                   absl::string_view what);
+// ValueToString accepts a string only.
+absl::StatusOr<std::string> ValueToString(const google::protobuf::Value& value,
+                                          absl::string_view what);
+// ValueToBool accepts a bool, or the strings "true"/"false".
+absl::StatusOr<bool> ValueToBool(const google::protobuf::Value& value,
+                                 absl::string_view what);
+
+// Value constructors.
+google::protobuf::Value NumberValue(double number);
+google::protobuf::Value StringValue(absl::string_view text);
+google::protobuf::Value BoolValue(bool b);
+google::protobuf::Value NullValue();
+
+}  // namespace plugd
+
+#endif  // PLUGD_COMMON_VALUE_H_

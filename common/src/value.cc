@@ -1,0 +1,214 @@
+#include "plugd/common/value.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace plugd {
+namespace {
+
+using google::protobuf::Value;
+
+// A strict JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+bool IsJsonNumber(absl::string_view s) {
+  size_t i = 0;
+  auto digit = [&](size_t k) {
+    return k < s.size() && absl::ascii_isdigit(static_cast<unsigned char>(s[k]));
+  };
+  if (i < s.size() && s[i] == '-') ++i;
+  if (!digit(i)) return false;
+  if (s[i] == '0') {
+    ++i;
+  } else {
+    while (digit(i)) ++i;
+  }
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    if (!digit(i)) return false;
+    while (digit(i)) ++i;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digit(i)) return false;
+    while (digit(i)) ++i;
+  }
+  return i == s.size();
+}
+
+std::string Shorten(absl::string_view s) {
+  constexpr size_t kMax = 60;
+  if (s.size() <= kMax) return std::string(s);
+  return absl::StrCat(s.substr(0, kMax), "...");
+}
+
+}  // namespace
+
+Value ParseArgument(absl::string_view text) {
+  absl::string_view t = absl::StripAsciiWhitespace(text);
+  if (IsJsonNumber(t)) {
+    double d = 0;
+    if (absl::SimpleAtod(t, &d) && std::isfinite(d)) return NumberValue(d);
+  }
+  if (t == "true") return BoolValue(true);
+  if (t == "false") return BoolValue(false);
+  if (t == "null") return NullValue();
+  if (!t.empty() && (t.front() == '[' || t.front() == '{' || t.front() == '"')) {
+    Value v;
+    google::protobuf::util::JsonParseOptions options;
+    auto status = google::protobuf::util::JsonStringToMessage(
+        google::protobuf::StringPiece(t.data(), t.size()), &v, options);
+    if (status.ok()) return v;
+  }
+  return StringValue(text);
+}
+
+std::string ValueToJson(const Value& value) {
+  if (value.kind_case() == Value::KIND_NOT_SET) return "null";
+  if (value.kind_case() == Value::kNumberValue) {
+    // JSON has no NaN or infinity; protobuf's printer refuses them.
+    double d = value.number_value();
+    if (!std::isfinite(d)) return "null";
+  }
+  std::string out;
+  auto status = google::protobuf::util::MessageToJsonString(value, &out);
+  if (!status.ok()) return "null";
+  return out;
+}
+
+std::string FormatValue(const Value& value) {
+  switch (value.kind_case()) {
+    case Value::kNumberValue: {
+      double d = value.number_value();
+      if (std::isfinite(d) && d == std::trunc(d) && std::fabs(d) < 1e15) {
+        return absl::StrCat(static_cast<int64_t>(d));
+      }
+      // The shortest form that reads back as the same double.
+      for (int precision = 6; precision < 17; ++precision) {
+        std::string text = absl::StrFormat("%.*g", precision, d);
+        double back = 0;
+        if (absl::SimpleAtod(text, &back) && back == d) return text;
+      }
+      return absl::StrFormat("%.17g", d);
+    }
+    case Value::kStringValue:
+      return value.string_value();
+    case Value::kBoolValue:
+      return value.bool_value() ? "true" : "false";
+    default:
+      return ValueToJson(value);
+  }
+}
+
+absl::string_view ValueKindName(const Value& value) {
+  switch (value.kind_case()) {
+    case Value::kNumberValue:
+      return "number";
+    case Value::kStringValue:
+      return "string";
+    case Value::kBoolValue:
+      return "bool";
+    case Value::kNullValue:
+      return "null";
+    case Value::kListValue:
+      return "list";
+    case Value::kStructValue:
+      return "struct";
+    case Value::KIND_NOT_SET:
+      return "unset";
+  }
+  return "unset";
+}
+
+std::string DescribeValue(const Value& value) {
+  switch (value.kind_case()) {
+    case Value::kStringValue:
+      return absl::StrCat("string \"", Shorten(value.string_value()), "\"");
+    case Value::kListValue:
+      return absl::StrCat("list of ", value.list_value().values_size());
+    case Value::kStructValue:
+      return absl::StrCat("struct of ", value.struct_value().fields_size(),
+                          " field(s)");
+    case Value::kNullValue:
+    case Value::KIND_NOT_SET:
+      return "null";
+    default:
+      return absl::StrCat(ValueKindName(value), " ", Shorten(FormatValue(value)));
+  }
+}
+
+absl::StatusOr<double> ValueToNumber(const Value& value, absl::string_view what) {
+  if (value.kind_case() == Value::kNumberValue) return value.number_value();
+  if (value.kind_case() == Value::kStringValue) {
+    double d = 0;
+    absl::string_view s = absl::StripAsciiWhitespace(value.string_value());
+    if (IsJsonNumber(s) && absl::SimpleAtod(s, &d) && std::isfinite(d)) return d;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " must be a number, got ", DescribeValue(value)));
+}
+
+absl::StatusOr<int64_t> ValueToInt(const Value& value, absl::string_view what) {
+  absl::StatusOr<double> d = ValueToNumber(value, what);
+  if (!d.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " must be a whole number, got ", DescribeValue(value)));
+  }
+  // 2^63 is exactly representable; the range is [-2^63, 2^63).
+  constexpr double kLimit = 9223372036854775808.0;
+  if (*d != std::trunc(*d) || *d < -kLimit || *d >= kLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " must be a whole number within 64-bit range, got ",
+        DescribeValue(value)));
+  }
+  return static_cast<int64_t>(*d);
+}
+
+absl::StatusOr<std::string> ValueToString(const Value& value,
+                                          absl::string_view what) {
+  if (value.kind_case() == Value::kStringValue) return value.string_value();
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " must be a string, got ", DescribeValue(value)));
+}
+
+absl::StatusOr<bool> ValueToBool(const Value& value, absl::string_view what) {
+  if (value.kind_case() == Value::kBoolValue) return value.bool_value();
+  if (value.kind_case() == Value::kStringValue) {
+    if (value.string_value() == "true") return true;
+    if (value.string_value() == "false") return false;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " must be true or false, got ", DescribeValue(value)));
+}
+
+Value NumberValue(double number) {
+  Value v;
+  v.set_number_value(number);
+  return v;
+}
+
+Value StringValue(absl::string_view text) {
+  Value v;
+  v.set_string_value(std::string(text));
+  return v;
+}
+
+Value BoolValue(bool b) {
+  Value v;
+  v.set_bool_value(b);
+  return v;
+}
+
+Value NullValue() {
+  Value v;
+  v.set_null_value(google::protobuf::NULL_VALUE);
+  return v;
+}
+
+}  // namespace plugd
