@@ -110,10 +110,10 @@ Level MinLevel() {
 }
 
 std::string Format(const Record& record) {
-  return absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", record.time, absl::UTCTimeZone()),
-      " ", absl::StrFormat("%-5s", LevelName(record.level)), " [",
-      record.source, "] ", record.message);
+  return absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", record.time,
+                                       absl::UTCTimeZone()),
+                      " ", absl::StrFormat("%-5s", LevelName(record.level)),
+                      " [", record.source, "] ", record.message);
 }
 
 void Write(Level level, absl::string_view source, absl::string_view message) {

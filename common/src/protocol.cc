@@ -34,7 +34,8 @@ std::string Quote(absl::string_view text) {
     }
   }
   out.push_back('"');
-  if (text.size() > kMax) absl::StrAppend(&out, "... (", text.size(), " bytes)");
+  if (text.size() > kMax)
+    absl::StrAppend(&out, "... (", text.size(), " bytes)");
   return out;
 }
 
@@ -94,13 +95,13 @@ absl::StatusOr<Handshake> ParseHandshake(absl::string_view line) {
                                           " is not an absolute path"));
     }
     if (h.address.size() > kMaxSocketPathBytes) {
-      return Malformed(line, absl::StrCat("unix address is ",
-                                          h.address.size(), " bytes, over the ",
+      return Malformed(line, absl::StrCat("unix address is ", h.address.size(),
+                                          " bytes, over the ",
                                           kMaxSocketPathBytes, "-byte limit"));
     }
   } else if (h.address.find(':') == std::string::npos) {
-    return Malformed(line, absl::StrCat("tcp address ", Quote(fields[3]),
-                                        " has no port"));
+    return Malformed(
+        line, absl::StrCat("tcp address ", Quote(fields[3]), " has no port"));
   }
   h.protocol = std::string(fields[4]);
   if (h.protocol != "grpc") {
@@ -110,8 +111,8 @@ absl::StatusOr<Handshake> ParseHandshake(absl::string_view line) {
           " asks for go-plugin's net/rpc protocol; plugd speaks only grpc "
           "(build the plugin with GRPCServer)"));
     }
-    return Malformed(line, absl::StrCat("protocol ", Quote(fields[4]),
-                                        " is not \"grpc\""));
+    return Malformed(
+        line, absl::StrCat("protocol ", Quote(fields[4]), " is not \"grpc\""));
   }
   if (fields.size() >= 6) h.server_cert = std::string(fields[5]);
   return h;
@@ -161,8 +162,8 @@ absl::StatusOr<uint32_t> NegotiateVersion(
 
 absl::Status ValidateSocketPath(absl::string_view path) {
   if (path.empty() || path.front() != '/') {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "socket path ", Quote(path), " is not an absolute path"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("socket path ", Quote(path), " is not an absolute path"));
   }
   if (path.size() > kMaxSocketPathBytes) {
     return absl::InvalidArgumentError(absl::StrCat(

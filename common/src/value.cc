@@ -19,7 +19,8 @@ using google::protobuf::Value;
 bool IsJsonNumber(absl::string_view s) {
   size_t i = 0;
   auto digit = [&](size_t k) {
-    return k < s.size() && absl::ascii_isdigit(static_cast<unsigned char>(s[k]));
+    return k < s.size() &&
+           absl::ascii_isdigit(static_cast<unsigned char>(s[k]));
   };
   if (i < s.size() && s[i] == '-') ++i;
   if (!digit(i)) return false;
@@ -59,7 +60,8 @@ Value ParseArgument(absl::string_view text) {
   if (t == "true") return BoolValue(true);
   if (t == "false") return BoolValue(false);
   if (t == "null") return NullValue();
-  if (!t.empty() && (t.front() == '[' || t.front() == '{' || t.front() == '"')) {
+  if (!t.empty() &&
+      (t.front() == '[' || t.front() == '{' || t.front() == '"')) {
     Value v;
     google::protobuf::util::JsonParseOptions options;
     auto status = google::protobuf::util::JsonStringToMessage(
@@ -139,19 +141,22 @@ std::string DescribeValue(const Value& value) {
     case Value::KIND_NOT_SET:
       return "null";
     default:
-      return absl::StrCat(ValueKindName(value), " ", Shorten(FormatValue(value)));
+      return absl::StrCat(ValueKindName(value), " ",
+                          Shorten(FormatValue(value)));
   }
 }
 
-absl::StatusOr<double> ValueToNumber(const Value& value, absl::string_view what) {
+absl::StatusOr<double> ValueToNumber(const Value& value,
+                                     absl::string_view what) {
   if (value.kind_case() == Value::kNumberValue) return value.number_value();
   if (value.kind_case() == Value::kStringValue) {
     double d = 0;
     absl::string_view s = absl::StripAsciiWhitespace(value.string_value());
-    if (IsJsonNumber(s) && absl::SimpleAtod(s, &d) && std::isfinite(d)) return d;
+    if (IsJsonNumber(s) && absl::SimpleAtod(s, &d) && std::isfinite(d))
+      return d;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      what, " must be a number, got ", DescribeValue(value)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be a number, got ", DescribeValue(value)));
 }
 
 absl::StatusOr<int64_t> ValueToInt(const Value& value, absl::string_view what) {
@@ -163,9 +168,9 @@ absl::StatusOr<int64_t> ValueToInt(const Value& value, absl::string_view what) {
   // 2^63 is exactly representable; the range is [-2^63, 2^63).
   constexpr double kLimit = 9223372036854775808.0;
   if (*d != std::trunc(*d) || *d < -kLimit || *d >= kLimit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " must be a whole number within 64-bit range, got ",
-        DescribeValue(value)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " must be a whole number within 64-bit range, got ",
+                     DescribeValue(value)));
   }
   return static_cast<int64_t>(*d);
 }
@@ -173,8 +178,8 @@ absl::StatusOr<int64_t> ValueToInt(const Value& value, absl::string_view what) {
 absl::StatusOr<std::string> ValueToString(const Value& value,
                                           absl::string_view what) {
   if (value.kind_case() == Value::kStringValue) return value.string_value();
-  return absl::InvalidArgumentError(absl::StrCat(
-      what, " must be a string, got ", DescribeValue(value)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be a string, got ", DescribeValue(value)));
 }
 
 absl::StatusOr<bool> ValueToBool(const Value& value, absl::string_view what) {
@@ -183,8 +188,8 @@ absl::StatusOr<bool> ValueToBool(const Value& value, absl::string_view what) {
     if (value.string_value() == "true") return true;
     if (value.string_value() == "false") return false;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      what, " must be true or false, got ", DescribeValue(value)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be true or false, got ", DescribeValue(value)));
 }
 
 Value NumberValue(double number) {

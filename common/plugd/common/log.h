@@ -79,9 +79,9 @@ class Message {
 #define PLUGD_LOG_LEVEL_ERROR ::plugd::log::Level::kError
 
 // PLUGD_LOG(INFO) << "text";  Levels: DEBUG, INFO, WARNING, ERROR.
-#define PLUGD_LOG(level)                                          \
-  if (PLUGD_LOG_LEVEL_##level < ::plugd::log::MinLevel()) {       \
-  } else                                                          \
+#define PLUGD_LOG(level)                                    \
+  if (PLUGD_LOG_LEVEL_##level < ::plugd::log::MinLevel()) { \
+  } else                                                    \
     ::plugd::log::internal::Message(PLUGD_LOG_LEVEL_##level).stream()
 
 #endif  // PLUGD_COMMON_LOG_H_

@@ -28,8 +28,7 @@ inline constexpr uint32_t kCoreProtocolVersion = 1;
 // The magic cookie: a plugin refuses to run unless this variable holds this
 // value, so that running it by hand explains instead of hanging.
 inline constexpr char kEnvMagicCookieKey[] = "PLUGD_MAGIC_COOKIE";
-inline constexpr char kMagicCookieValue[] =
-    "d5a1f0c2-plugd-plugin-7e3b94c6";
+inline constexpr char kMagicCookieValue[] = "d5a1f0c2-plugd-plugin-7e3b94c6";
 
 // The Unix socket path the plugin must listen on (absolute, < 108 bytes).
 inline constexpr char kEnvSocket[] = "PLUGD_SOCKET";

@@ -33,17 +33,17 @@ absl::Status Annotate(const absl::Status& status, absl::string_view prefix);
 #define PLUGD_STATUS_CONCAT_(a, b) PLUGD_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function when `expr` (an absl::Status) is not OK.
-#define PLUGD_RETURN_IF_ERROR(expr)                  \
-  do {                                               \
-    const ::absl::Status plugd_status_ = (expr);     \
-    if (!plugd_status_.ok()) return plugd_status_;   \
+#define PLUGD_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    const ::absl::Status plugd_status_ = (expr);   \
+    if (!plugd_status_.ok()) return plugd_status_; \
   } while (false)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status from
 // the enclosing function, else moves the value into `lhs` (a declaration or
 // an lvalue).
-#define PLUGD_ASSIGN_OR_RETURN(lhs, rexpr)                                  \
-  PLUGD_ASSIGN_OR_RETURN_IMPL_(                                             \
+#define PLUGD_ASSIGN_OR_RETURN(lhs, rexpr) \
+  PLUGD_ASSIGN_OR_RETURN_IMPL_(            \
       PLUGD_STATUS_CONCAT_(plugd_statusor_, __LINE__), lhs, rexpr)
 #define PLUGD_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, rexpr) \
   auto tmp = (rexpr);                                 \

@@ -9,10 +9,10 @@
 #ifndef PLUGD_COMMON_VALUE_H_
 #define PLUGD_COMMON_VALUE_H_
 
+#include <google/protobuf/struct.pb.h>
+
 #include <cstdint>
 #include <string>
-
-#include <google/protobuf/struct.pb.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"

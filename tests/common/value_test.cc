@@ -1,0 +1,114 @@
+#include "plugd/common/value.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace plugd {
+namespace {
+
+using google::protobuf::Value;
+using ::testing::HasSubstr;
+
+TEST(ParseArgument, Numbers) {
+  for (const char* text : {"42", "-1.5", "0", "1e3", "2.5E-2", " 7 "}) {
+    Value v = ParseArgument(text);
+    EXPECT_EQ(v.kind_case(), Value::kNumberValue) << text;
+  }
+  EXPECT_EQ(ParseArgument("42").number_value(), 42);
+  EXPECT_EQ(ParseArgument("-1.5").number_value(), -1.5);
+  EXPECT_EQ(ParseArgument("1e3").number_value(), 1000);
+}
+
+TEST(ParseArgument, NotQuiteNumbersAreStrings) {
+  for (const char* text : {"0x10", "1.", ".5", "01", "1e", "--1", "NaN", "inf",
+                           "1e999", "12abc", "+1"}) {
+    Value v = ParseArgument(text);
+    EXPECT_EQ(v.kind_case(), Value::kStringValue) << text;
+    EXPECT_EQ(v.string_value(), text);
+  }
+}
+
+TEST(ParseArgument, KeywordsAndJson) {
+  EXPECT_TRUE(ParseArgument("true").bool_value());
+  EXPECT_EQ(ParseArgument("false").kind_case(), Value::kBoolValue);
+  EXPECT_EQ(ParseArgument("null").kind_case(), Value::kNullValue);
+  Value list = ParseArgument("[1, \"a\", true]");
+  ASSERT_EQ(list.kind_case(), Value::kListValue);
+  EXPECT_EQ(list.list_value().values_size(), 3);
+  Value object = ParseArgument("{\"a\": 1}");
+  ASSERT_EQ(object.kind_case(), Value::kStructValue);
+  EXPECT_EQ(object.struct_value().fields().at("a").number_value(), 1);
+  Value quoted = ParseArgument("\"42\"");
+  ASSERT_EQ(quoted.kind_case(), Value::kStringValue);
+  EXPECT_EQ(quoted.string_value(), "42");
+}
+
+TEST(ParseArgument, BrokenJsonIsAString) {
+  for (const char* text : {"[1,", "{", "\"unterminated", "[}"}) {
+    Value v = ParseArgument(text);
+    EXPECT_EQ(v.kind_case(), Value::kStringValue) << text;
+    EXPECT_EQ(v.string_value(), text);
+  }
+}
+
+TEST(FormatValue, ReadableForPeople) {
+  EXPECT_EQ(FormatValue(NumberValue(3)), "3");
+  EXPECT_EQ(FormatValue(NumberValue(-0.0)), "0");
+  EXPECT_EQ(FormatValue(NumberValue(2.5)), "2.5");
+  EXPECT_EQ(FormatValue(NumberValue(0.1)), "0.1");
+  EXPECT_EQ(FormatValue(NumberValue(1.0 / 3)), "0.3333333333333333");
+  EXPECT_EQ(FormatValue(NumberValue(1e20)), "1e+20");
+  EXPECT_EQ(FormatValue(StringValue("hi")), "hi");
+  EXPECT_EQ(FormatValue(BoolValue(true)), "true");
+  EXPECT_EQ(FormatValue(NullValue()), "null");
+  EXPECT_EQ(FormatValue(ParseArgument("[1,\"a\"]")), "[1,\"a\"]");
+  EXPECT_EQ(FormatValue(Value()), "null");
+}
+
+TEST(ValueToNumber, AcceptsNumbersAndNumericStrings) {
+  EXPECT_EQ(*ValueToNumber(NumberValue(2.5), "x"), 2.5);
+  EXPECT_EQ(*ValueToNumber(StringValue("7"), "x"), 7);
+  absl::StatusOr<double> bad =
+      ValueToNumber(StringValue("abc"), "argument 1 (min)");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(
+      std::string(bad.status().message()),
+      HasSubstr("argument 1 (min) must be a number, got string \"abc\""));
+}
+
+TEST(ValueToInt, RequiresWholeNumbersInRange) {
+  EXPECT_EQ(*ValueToInt(NumberValue(-3), "x"), -3);
+  EXPECT_FALSE(ValueToInt(NumberValue(1.5), "x").ok());
+  EXPECT_FALSE(ValueToInt(NumberValue(1e19), "x").ok());
+  EXPECT_FALSE(ValueToInt(NumberValue(-1e19), "x").ok());
+  EXPECT_FALSE(ValueToInt(BoolValue(true), "x").ok());
+  EXPECT_THAT(std::string(ValueToInt(NumberValue(1.5), "n").status().message()),
+              HasSubstr("n must be a whole number"));
+}
+
+TEST(ValueToString, OnlyStrings) {
+  EXPECT_EQ(*ValueToString(StringValue("a"), "s"), "a");
+  absl::StatusOr<std::string> bad = ValueToString(NumberValue(1), "s");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("s must be a string, got number 1"));
+}
+
+TEST(ValueToBool, BoolsAndTheirSpelling) {
+  EXPECT_TRUE(*ValueToBool(BoolValue(true), "b"));
+  EXPECT_FALSE(*ValueToBool(StringValue("false"), "b"));
+  EXPECT_FALSE(ValueToBool(NumberValue(1), "b").ok());
+}
+
+TEST(DescribeValue, ShortensLongStrings) {
+  std::string text = DescribeValue(StringValue(std::string(1000, 'x')));
+  EXPECT_LT(text.size(), 100u);
+  EXPECT_THAT(text, HasSubstr("..."));
+  EXPECT_EQ(DescribeValue(ParseArgument("[1,2]")), "list of 2");
+}
+
+}  // namespace
+}  // namespace plugd
