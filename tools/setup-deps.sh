@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the Debian packages plugd needs to build and test, if missing.
+# Safe to run again: it installs only what is not there. Runs as root (or
+# through sudo when available); non-interactive, so it works in CI.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  # gRPC C++, protobuf, Abseil
+  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev
+  protobuf-compiler libabsl-dev grpc-proto
+  # Boost 1.81: Process v2 (header-only) + filesystem. The 1.74 -dev
+  # packages conflict with these.
+  libboost1.81-dev libboost-filesystem1.81-dev
+  # Config files, tests, benchmarks
+  libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+  clang-format
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "setup: installing Debian packages: ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+  else
+    echo "setup: these packages are missing and I am not root: ${missing[*]}" >&2
+    echo "setup: install them with: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
