@@ -12,7 +12,8 @@
 //   absl::StatusOr<std::shared_ptr<plugd::broker::PluginProcess>> plugin =
 //       plugd::broker::PluginProcess::Launch(loop, options);
 //   if (!plugin.ok()) { ... plugin.status() says what the plugin did ... }
-//   auto channel = grpc::CreateChannel((*plugin)->handshake().GrpcTarget(), ...);
+//   auto channel = grpc::CreateChannel((*plugin)->handshake().GrpcTarget(),
+//   ...);
 //   ...
 //   (*plugin)->Stop();  // shutdown call -> SIGTERM -> SIGKILL, whole group
 #ifndef PLUGD_BROKER_LAUNCHER_H_
@@ -78,7 +79,8 @@ struct LaunchOptions {
   // connection. Default 10 s. On expiry it is killed: DEADLINE_EXCEEDED.
   absl::Duration start_timeout = absl::Seconds(10);
   // Grace between the shutdown call and SIGTERM, and again between SIGTERM and
-  // SIGKILL, when stopping. Also passed as PLUGD_SHUTDOWN_GRACE_MS. Default 5 s.
+  // SIGKILL, when stopping. Also passed as PLUGD_SHUTDOWN_GRACE_MS. Default 5
+  // s.
   absl::Duration stop_grace = absl::Seconds(5);
   // Largest gRPC message either side accepts (PLUGD_MAX_MESSAGE_BYTES).
   // Default 64 MiB.
@@ -152,8 +154,10 @@ class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
   class Impl;
 
  private:
-  explicit PluginProcess(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit PluginProcess(std::shared_ptr<Impl> impl);
+  // Shared with the loop's pending handlers (pipes, timers, the exit wait),
+  // which may outlive this object by a little while a stop completes.
+  std::shared_ptr<Impl> impl_;
 };
 
 // Waits, without polling, until no process is left in process group `pgid`:

@@ -42,7 +42,8 @@ struct OutputLine {
 };
 
 struct OutputOptions {
-  // Longest line kept; longer lines are cut and marked truncated. Default 16 KiB.
+  // Longest line kept; longer lines are cut and marked truncated. Default 16
+  // KiB.
   size_t max_line_bytes = 16 * 1024;
   // Most bytes of text the ring keeps (oldest lines go first). Default 1 MiB.
   size_t ring_bytes = 1 << 20;

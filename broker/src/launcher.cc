@@ -1,0 +1,1067 @@
+#include "plugd/broker/launcher.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/readable_pipe.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/process/v2/default_launcher.hpp>
+#include <boost/process/v2/process.hpp>
+#include <cstdlib>
+#include <future>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "plugd/broker/socket.h"
+#include "plugd/common/log.h"
+#include "plugd/common/status.h"
+#include "plugd/v1/plugin.grpc.pb.h"
+#include "process_group.h"
+
+extern char** environ;
+
+namespace plugd::broker {
+namespace {
+
+namespace asio = boost::asio;
+namespace bp = boost::process::v2;
+
+using Executor = asio::io_context::executor_type;
+using Process = bp::basic_process<Executor>;
+
+// After the leader exits, how long leftovers of its group may take to die.
+constexpr absl::Duration kGroupKillTimeout = absl::Seconds(5);
+// After a plugin exits before its handshake, how long to wait for the rest of
+// its output (a leftover may hold the pipes) before composing the error.
+constexpr absl::Duration kDrainAfterExit = absl::Seconds(1);
+// Hang guard for the launcher's own waits, beyond the plugin's timeouts.
+constexpr absl::Duration kHangGuard = absl::Seconds(30);
+// The shortest health-check deadline, even when the handshake came late.
+constexpr absl::Duration kMinConnectDeadline = absl::Milliseconds(100);
+constexpr size_t kReadBufferBytes = 64 * 1024;
+constexpr size_t kErrorStderrLines = 10;
+constexpr size_t kMaxEarlyStdoutBytes = 4096;
+
+// Quotes `text` for an error message: shortened, control characters escaped.
+std::string Quote(absl::string_view text, size_t max = 300) {
+  std::string out = "\"";
+  for (size_t i = 0; i < text.size() && i < max; ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20 || c == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  out.push_back('"');
+  if (text.size() > max) absl::StrAppend(&out, "... (", text.size(), " bytes)");
+  return out;
+}
+
+std::string SignalName(int sig) {
+  switch (sig) {
+    case SIGHUP:
+      return "SIGHUP";
+    case SIGINT:
+      return "SIGINT";
+    case SIGQUIT:
+      return "SIGQUIT";
+    case SIGILL:
+      return "SIGILL";
+    case SIGTRAP:
+      return "SIGTRAP";
+    case SIGABRT:
+      return "SIGABRT";
+    case SIGBUS:
+      return "SIGBUS";
+    case SIGFPE:
+      return "SIGFPE";
+    case SIGKILL:
+      return "SIGKILL";
+    case SIGUSR1:
+      return "SIGUSR1";
+    case SIGSEGV:
+      return "SIGSEGV";
+    case SIGUSR2:
+      return "SIGUSR2";
+    case SIGPIPE:
+      return "SIGPIPE";
+    case SIGALRM:
+      return "SIGALRM";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGCHLD:
+      return "SIGCHLD";
+    case SIGXCPU:
+      return "SIGXCPU";
+    case SIGXFSZ:
+      return "SIGXFSZ";
+    case SIGSYS:
+      return "SIGSYS";
+    default:
+      return absl::StrCat("SIG", sig);
+  }
+}
+
+absl::Status ErrnoStatus(int err, absl::string_view what) {
+  return absl::Status(absl::ErrnoToStatusCode(err),
+                      absl::StrCat(what, ": ", strerror(err)));
+}
+
+// Marks every descriptor from 3 up close-on-exec (async-signal-safe).
+void CloseOnExecFrom3() {
+#if defined(SYS_close_range)
+  constexpr unsigned int kCloseRangeCloexec = 1U << 2;  // CLOSE_RANGE_CLOEXEC
+  if (::syscall(SYS_close_range, 3U, ~0U, kCloseRangeCloexec) == 0) return;
+#endif
+  struct rlimit limit;
+  int max_fd = 65536;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 65536) {
+    max_fd = static_cast<int>(limit.rlim_cur);
+  }
+  for (int fd = 3; fd < max_fd; ++fd) {
+    int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+}
+
+// The Boost.Process initializer that prepares the child between fork and
+// exec. Only async-signal-safe calls: the host may be multi-threaded.
+struct ChildSetup {
+  pid_t parent_pid;
+  int stdin_fd;
+  int stdout_fd;
+  int stderr_fd;
+  const char* working_dir;  // nullptr: keep the launcher's
+
+  bp::error_code on_exec_setup(bp::posix::default_launcher&,
+                               const bp::filesystem::path&,
+                               const char* const*) {
+    // Own process group (pgid == pid), so the whole plugin can be signalled.
+    ::setpgid(0, 0);
+    // Die with the launcher's loop thread...
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // ...which may already have happened, between fork and prctl.
+    if (::getppid() != parent_pid) ::_exit(1);
+    // A host may have blocked or ignored signals; the plugin starts clean.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGQUIT}) {
+      ::signal(sig, SIG_DFL);
+    }
+    if (::dup2(stdin_fd, STDIN_FILENO) < 0 ||
+        ::dup2(stdout_fd, STDOUT_FILENO) < 0 ||
+        ::dup2(stderr_fd, STDERR_FILENO) < 0) {
+      return bp::error_code(errno, bp::system_category());
+    }
+    if (working_dir != nullptr && ::chdir(working_dir) != 0) {
+      return bp::error_code(errno, bp::system_category());
+    }
+    // No descriptor of the host leaks into the plugin (Boost 1.81's own
+    // close_all skips the range below its error pipe).
+    CloseOnExecFrom3();
+    return bp::error_code();
+  }
+
+  // Boost 1.81 probes on_exec_error with one signature and calls it with
+  // another; a variadic member matches both. Runs in the child after a failed
+  // exec (the errno has been reported to the parent): leave without running
+  // the host's atexit handlers.
+  template <typename... Args>
+  void on_exec_error(Args&&...) {
+    ::_exit(127);
+  }
+};
+
+// A pipe whose both ends are close-on-exec and above stderr (so dup2 onto
+// 0/1/2 in the child cannot clobber one another).
+absl::Status MakePipe(int fds[2]) {
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return ErrnoStatus(errno, "cannot create a pipe");
+  }
+  for (int i = 0; i < 2; ++i) {
+    if (fds[i] <= STDERR_FILENO) {
+      int moved = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+      ::close(fds[i]);
+      fds[i] = moved;
+    }
+  }
+  if (fds[0] < 0 || fds[1] < 0) {
+    int err = errno;
+    if (fds[0] >= 0) ::close(fds[0]);
+    if (fds[1] >= 0) ::close(fds[1]);
+    return ErrnoStatus(err, "cannot create a pipe");
+  }
+  return absl::OkStatus();
+}
+
+bool IsExecutableFile(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+         ::access(path.c_str(), X_OK) == 0;
+}
+
+absl::StatusOr<std::string> ResolveExecutable(const LaunchOptions& options) {
+  const std::string& program = options.command.front();
+  auto not_found = [&](const std::string& path) {
+    return absl::NotFoundError(absl::StrCat("plugin ", options.name,
+                                            ": executable ", path,
+                                            " not found (or not executable)"));
+  };
+  if (program.find('/') != std::string::npos) {
+    std::string path = program;
+    if (path.front() != '/') {
+      // Relative to the launcher's working directory, not the plugin's.
+      char cwd[4096];
+      if (::getcwd(cwd, sizeof(cwd)) == nullptr) {
+        return ErrnoStatus(errno, absl::StrCat("plugin ", options.name,
+                                               ": cannot resolve ", program));
+      }
+      path = absl::StrCat(cwd, "/", path);
+    }
+    if (!IsExecutableFile(path)) return not_found(path);
+    return path;
+  }
+  std::string search_path;
+  auto env_path = options.env.find("PATH");
+  if (env_path != options.env.end()) {
+    search_path = env_path->second;
+  } else if (const char* p = std::getenv("PATH")) {
+    search_path = p;
+  } else {
+    search_path = "/usr/local/bin:/usr/bin:/bin";
+  }
+  for (absl::string_view dir : absl::StrSplit(search_path, ':')) {
+    std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", program);
+    if (IsExecutableFile(candidate)) {
+      if (candidate.front() != '/') {
+        char cwd[4096];
+        if (::getcwd(cwd, sizeof(cwd)) != nullptr) {
+          candidate = absl::StrCat(cwd, "/", candidate);
+        }
+      }
+      return candidate;
+    }
+  }
+  return not_found(absl::StrCat(program, " (searched PATH=", search_path, ")"));
+}
+
+absl::Status ValidateOptions(const LaunchOptions& options) {
+  if (options.name.empty()) {
+    return absl::InvalidArgumentError(
+        "launch options: name is empty; give the plugin a name");
+  }
+  auto invalid = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("plugin ", options.name, ": launch options: ", what));
+  };
+  if (options.command.empty() || options.command.front().empty()) {
+    return invalid("command is empty; set command[0] to the executable");
+  }
+  absl::Status socket = ValidateSocketPath(options.socket_path);
+  if (!socket.ok()) return invalid(socket.message());
+  if (options.start_timeout <= absl::ZeroDuration()) {
+    return invalid(absl::StrCat("start_timeout is ",
+                                absl::FormatDuration(options.start_timeout),
+                                "; it must be positive"));
+  }
+  if (options.stop_grace <= absl::ZeroDuration()) {
+    return invalid(absl::StrCat("stop_grace is ",
+                                absl::FormatDuration(options.stop_grace),
+                                "; it must be positive"));
+  }
+  if (options.protocol_versions.empty()) {
+    return invalid(
+        "protocol_versions is empty; list the versions the host "
+        "supports, e.g. {1}");
+  }
+  for (uint32_t v : options.protocol_versions) {
+    if (v == 0)
+      return invalid("protocol_versions holds 0; versions start at 1");
+  }
+  if (options.max_message_bytes <= 0) {
+    return invalid("max_message_bytes must be positive");
+  }
+  if (!options.working_dir.empty()) {
+    struct stat st;
+    if (::stat(options.working_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return invalid(absl::StrCat("working_dir ", options.working_dir,
+                                  " is not a directory"));
+    }
+  }
+  for (const auto& [key, value] : options.env) {
+    if (key.empty() || key.find('=') != std::string::npos) {
+      return invalid(absl::StrCat("env key ", Quote(key), " is not valid"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> BuildEnvironment(const LaunchOptions& options) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    absl::string_view entry = *e;
+    size_t eq = entry.find('=');
+    if (eq == absl::string_view::npos) continue;
+    std::string key(entry.substr(0, eq));
+    if (options.inherit_environment || key == "PATH") {
+      env[key] = std::string(entry.substr(eq + 1));
+    }
+  }
+  for (const auto& [key, value] : options.env) env[key] = value;
+  env[kEnvMagicCookieKey] = kMagicCookieValue;
+  env[kEnvSocket] = options.socket_path;
+  env[kEnvProtocolVersions] = FormatVersionList(options.protocol_versions);
+  env[kEnvPluginName] = options.name;
+  env[kEnvMaxMessageBytes] = absl::StrCat(options.max_message_bytes);
+  env[kEnvShutdownGraceMs] =
+      absl::StrCat(absl::ToInt64Milliseconds(options.stop_grace));
+  std::vector<std::string> out;
+  out.reserve(env.size());
+  for (const auto& [key, value] : env)
+    out.push_back(absl::StrCat(key, "=", value));
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// ExitStatus
+
+ExitStatus ExitStatus::FromWaitStatus(int wait_status) {
+  ExitStatus status;
+  if (WIFSIGNALED(wait_status)) {
+    status.signaled = true;
+    status.signal = WTERMSIG(wait_status);
+    status.core_dumped = WCOREDUMP(wait_status);
+  } else if (WIFEXITED(wait_status)) {
+    status.code = WEXITSTATUS(wait_status);
+  } else {
+    status.code = -1;
+  }
+  return status;
+}
+
+std::string ExitStatus::ToString() const {
+  if (signaled) {
+    return absl::StrCat("killed by signal ", signal, " (", SignalName(signal),
+                        core_dumped ? ", core dumped" : "", ")");
+  }
+  if (code < 0) return "exited with an unknown status";
+  return absl::StrCat("exited with code ", code);
+}
+
+// ---------------------------------------------------------------------------
+// PluginProcess::Impl. Everything not under mu_ belongs to the loop thread.
+
+class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
+ public:
+  Impl(EventLoop& loop, LaunchOptions options, std::string executable)
+      : loop_(loop),
+        options_(std::move(options)),
+        executable_(std::move(executable)),
+        output_(options_.name, options_.output),
+        stdout_pipe_(loop.context()),
+        stderr_pipe_(loop.context()),
+        stdout_buf_(new char[kReadBufferBytes]),
+        stderr_buf_(new char[kReadBufferBytes]),
+        stdout_lines_(options_.output.max_line_bytes),
+        stderr_lines_(options_.output.max_line_bytes),
+        start_timer_(loop.context()),
+        drain_timer_(loop.context()),
+        stop_timer_(loop.context()) {}
+
+  EventLoop& loop() { return loop_; }
+  const LaunchOptions& options() const { return options_; }
+  OutputCapture& output() { return output_; }
+  const Handshake& handshake() const { return handshake_; }
+
+  pid_t pid() const {
+    absl::MutexLock lock(&mu_);
+    return pid_;
+  }
+
+  std::optional<ExitStatus> exit_status() const {
+    absl::MutexLock lock(&mu_);
+    return exit_status_;
+  }
+
+  // Loop thread. Forks and execs the plugin; on success `handshake` will
+  // receive the handshake (or why there is none).
+  absl::Status Spawn(std::future<absl::StatusOr<Handshake>>* handshake) {
+    int out[2] = {-1, -1};
+    int err[2] = {-1, -1};
+    absl::Status piped = MakePipe(out);
+    if (piped.ok()) piped = MakePipe(err);
+    int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (devnull >= 0 && devnull <= STDERR_FILENO) {
+      int moved = ::fcntl(devnull, F_DUPFD_CLOEXEC, 3);
+      ::close(devnull);
+      devnull = moved;
+    }
+    if (piped.ok() && devnull < 0) {
+      piped = ErrnoStatus(errno, "cannot open /dev/null");
+    }
+    auto close_all = [&] {
+      for (int fd : {out[0], out[1], err[0], err[1], devnull}) {
+        if (fd >= 0) ::close(fd);
+      }
+    };
+    if (!piped.ok()) {
+      close_all();
+      return Annotate(piped, absl::StrCat("plugin ", options_.name));
+    }
+
+    std::vector<std::string> env = BuildEnvironment(options_);
+    std::vector<const char*> envp;
+    for (const std::string& e : env) envp.push_back(e.c_str());
+    envp.push_back(nullptr);
+    std::vector<std::string> args(options_.command.begin() + 1,
+                                  options_.command.end());
+
+    const pid_t parent = ::getpid();
+    ChildSetup setup{
+        parent, devnull, out[1], err[1],
+        options_.working_dir.empty() ? nullptr : options_.working_dir.c_str()};
+    bp::posix::default_launcher launcher;
+    launcher.env = envp.data();
+    bp::error_code ec;
+    std::optional<Process> process;
+    started_ = absl::Now();
+    try {
+      process.emplace(launcher(loop_.context().get_executor(), ec,
+                               bp::filesystem::path(executable_), args, setup));
+    } catch (const std::exception& e) {
+      // Asio's fork notification can throw, in the child too.
+      if (::getpid() != parent) ::_exit(127);
+      ec = bp::error_code(EAGAIN, bp::system_category());
+      PLUGD_LOG(ERROR) << "plugin " << options_.name
+                       << ": spawn threw: " << e.what();
+    }
+    ::close(out[1]);
+    ::close(err[1]);
+    ::close(devnull);
+    if (ec || !process || process->id() <= 0) {
+      // The child (if any) failed before or at exec and is exiting: reap it.
+      if (launcher.pid > 0) {
+        while (::waitpid(launcher.pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
+      }
+      ::close(out[0]);
+      ::close(err[0]);
+      int code = ec ? ec.value() : EAGAIN;
+      return absl::Status(
+          absl::ErrnoToStatusCode(code),
+          absl::StrCat("plugin ", options_.name, ": cannot start ", executable_,
+                       ": ", ec ? ec.message() : "spawn failed"));
+    }
+
+    {
+      absl::MutexLock lock(&mu_);
+      pid_ = process->id();
+    }
+    process_ = std::make_unique<Process>(std::move(*process));
+    stdout_pipe_.assign(out[0], ec);
+    if (!ec) stderr_pipe_.assign(err[0], ec);
+    if (ec) {
+      // Cannot happen short of the loop's reactor failing; no output then.
+      PLUGD_LOG(ERROR) << "plugin " << options_.name
+                       << ": cannot watch its output: " << ec.message();
+    }
+
+    auto self = shared_from_this();
+    process_->async_wait(
+        [self](bp::error_code ec, int) { self->OnLeaderExit(ec); });
+    ReadStdout();
+    ReadStderr();
+    start_timer_.expires_after(
+        absl::ToChronoNanoseconds(options_.start_timeout));
+    start_timer_.async_wait([self](const boost::system::error_code& ec) {
+      if (!ec) self->OnStartTimeout();
+    });
+    handshake_promise_.emplace();
+    *handshake = handshake_promise_->get_future();
+    return absl::OkStatus();
+  }
+
+  // Caller thread, after a failed launch: SIGKILL the group and wait until
+  // it is gone and reaped.
+  void KillAndReap() {
+    auto self = shared_from_this();
+    loop_.Post([self] { self->Kill(); });
+    if (!WaitForExit(kGroupKillTimeout + kHangGuard)) {
+      PLUGD_LOG(ERROR) << "plugin " << options_.name << " (pid " << pid()
+                       << ") did not die after SIGKILL";
+    }
+  }
+
+  // Caller thread, after the handshake: connects to the announced address.
+  absl::Status CheckConnectable() {
+    grpc::ChannelArguments args;
+    // A private subchannel: a shared one may still be backing off from a
+    // previous plugin at the same address.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(
+        options_.max_message_bytes, std::numeric_limits<int>::max())));
+    args.SetMaxSendMessageSize(static_cast<int>(std::min<int64_t>(
+        options_.max_message_bytes, std::numeric_limits<int>::max())));
+    std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+        handshake_.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
+
+    absl::Duration remaining = std::max(
+        started_ + options_.start_timeout - absl::Now(), kMinConnectDeadline);
+    auto stub = grpc::health::v1::Health::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + remaining));
+    grpc::health::v1::HealthCheckRequest request;
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::Status status = stub->Check(&context, request, &response);
+    if (!status.ok() &&
+        status.error_code() != grpc::StatusCode::UNIMPLEMENTED) {
+      std::string exited;
+      if (std::optional<ExitStatus> s = exit_status()) {
+        exited = absl::StrCat("; meanwhile it ", s->ToString());
+      }
+      std::string what = absl::StrCat("plugin ", options_.name, " announced ",
+                                      handshake_.GrpcTarget());
+      if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        return absl::DeadlineExceededError(
+            absl::StrCat(what,
+                         " but did not answer a health check within its start "
+                         "timeout (",
+                         absl::FormatDuration(options_.start_timeout), ")",
+                         exited, "; last stderr lines: ", LastStderr()));
+      }
+      return absl::UnavailableError(absl::StrCat(
+          what, " but it cannot be connected: ", status.error_message(), exited,
+          "; last stderr lines: ", LastStderr()));
+    }
+    loop_.Run([&] { channel_ = channel; });
+    return absl::OkStatus();
+  }
+
+  void OnExit(std::function<void(const ExitStatus&)> callback) {
+    ExitStatus status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!exit_status_) {
+        on_exit_.push_back(std::move(callback));
+        return;
+      }
+      status = *exit_status_;
+    }
+    loop_.Post([callback = std::move(callback), status] { callback(status); });
+  }
+
+  std::optional<ExitStatus> WaitForExit(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto exited = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return exit_status_.has_value();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&exited), timeout);
+    return exit_status_;
+  }
+
+  // Any thread; `done` runs on the loop.
+  void AsyncStop(absl::Duration grace,
+                 std::function<void(const ExitStatus&)> done) {
+    auto self = shared_from_this();
+    loop_.Post([self, grace, done = std::move(done)]() mutable {
+      self->StartStop(grace, std::move(done));
+    });
+  }
+
+  absl::Status Signal(int sig) {
+    pid_t pgid;
+    {
+      absl::MutexLock lock(&mu_);
+      if (exit_status_ || pid_ <= 0) return absl::OkStatus();
+      pgid = pid_;
+    }
+    if (::kill(-pgid, sig) != 0 && errno != ESRCH) {
+      return ErrnoStatus(
+          errno, absl::StrCat("plugin ", options_.name, ": cannot send signal ",
+                              sig, " to process group ", pgid));
+    }
+    return absl::OkStatus();
+  }
+
+  Handshake handshake_;  // written by Launch before the object is shared
+
+ private:
+  void ReadStdout() {
+    auto self = shared_from_this();
+    stdout_pipe_.async_read_some(
+        asio::buffer(stdout_buf_.get(), kReadBufferBytes),
+        [self](const boost::system::error_code& ec, size_t n) {
+          self->OnStdout(ec, n);
+        });
+  }
+
+  void ReadStderr() {
+    auto self = shared_from_this();
+    stderr_pipe_.async_read_some(
+        asio::buffer(stderr_buf_.get(), kReadBufferBytes),
+        [self](const boost::system::error_code& ec, size_t n) {
+          self->OnStderr(ec, n);
+        });
+  }
+
+  void OnStdout(const boost::system::error_code& ec, size_t n) {
+    auto emit = [this](absl::string_view text, bool truncated) {
+      if (!handshake_line_seen_) {
+        handshake_line_seen_ = true;
+        OnHandshakeLine(text, truncated);
+      } else {
+        AddLine(OutputStream::kStdout, text, truncated);
+      }
+    };
+    if (n > 0) {
+      absl::string_view data(stdout_buf_.get(), n);
+      if (!handshake_line_seen_ &&
+          early_stdout_.size() < kMaxEarlyStdoutBytes) {
+        absl::string_view head =
+            data.substr(0, kMaxEarlyStdoutBytes - early_stdout_.size());
+        early_stdout_.append(head.data(), head.size());
+      }
+      stdout_lines_.Feed(data, emit);
+    }
+    if (ec) {
+      stdout_lines_.Flush(emit);
+      stdout_eof_ = true;
+      boost::system::error_code ignored;
+      stdout_pipe_.close(ignored);
+      MaybeFailEarlyExit();
+      return;
+    }
+    ReadStdout();
+  }
+
+  void OnStderr(const boost::system::error_code& ec, size_t n) {
+    auto emit = [this](absl::string_view text, bool truncated) {
+      AddLine(OutputStream::kStderr, text, truncated);
+    };
+    if (n > 0)
+      stderr_lines_.Feed(absl::string_view(stderr_buf_.get(), n), emit);
+    if (ec) {
+      stderr_lines_.Flush(emit);
+      stderr_eof_ = true;
+      boost::system::error_code ignored;
+      stderr_pipe_.close(ignored);
+      MaybeFailEarlyExit();
+      return;
+    }
+    ReadStderr();
+  }
+
+  void AddLine(OutputStream stream, absl::string_view text, bool truncated) {
+    OutputLine line;
+    line.time = absl::Now();
+    line.stream = stream;
+    line.level = DetectLevel(text, log::Level::kInfo);
+    line.text = std::string(text);
+    line.truncated = truncated;
+    output_.Add(std::move(line));
+  }
+
+  // The last stderr lines, quoted, for error messages.
+  std::string LastStderr() const {
+    std::vector<OutputLine> lines = output_.Tail();
+    std::vector<std::string> quoted;
+    for (auto it = lines.rbegin();
+         it != lines.rend() && quoted.size() < kErrorStderrLines; ++it) {
+      if (it->stream == OutputStream::kStderr) {
+        quoted.push_back(Quote(it->text, 200));
+      }
+    }
+    if (quoted.empty()) return "(none)";
+    std::reverse(quoted.begin(), quoted.end());
+    return absl::StrJoin(quoted, ", ");
+  }
+
+  void ResolveHandshake(absl::StatusOr<Handshake> result) {
+    if (!handshake_promise_) return;
+    start_timer_.cancel();
+    drain_timer_.cancel();
+    handshake_promise_->set_value(std::move(result));
+    handshake_promise_.reset();
+  }
+
+  void OnHandshakeLine(absl::string_view line, bool truncated) {
+    if (!handshake_promise_) return;
+    const std::string& name = options_.name;
+    absl::StatusOr<Handshake> parsed = ParseHandshake(line);
+    if (!parsed.ok() || truncated) {
+      if (parsed.status().code() == absl::StatusCode::kFailedPrecondition) {
+        return ResolveHandshake(absl::FailedPreconditionError(
+            absl::StrCat("plugin ", name, ": ", parsed.status().message())));
+      }
+      std::string why =
+          truncated ? absl::StrCat("the line is longer than ",
+                                   options_.output.max_line_bytes, " bytes")
+                    : std::string(parsed.status().message());
+      return ResolveHandshake(absl::UnknownError(absl::StrCat(
+          "plugin ", name, " printed ", Quote(line),
+          " instead of a handshake line (", why,
+          "); is it a plugd plugin? last stderr lines: ", LastStderr())));
+    }
+    const Handshake& h = *parsed;
+    if (h.core_version != kCoreProtocolVersion) {
+      return ResolveHandshake(absl::FailedPreconditionError(
+          absl::StrCat("plugin ", name, " speaks core protocol version ",
+                       h.core_version, ", this launcher speaks version ",
+                       kCoreProtocolVersion, " (handshake ", Quote(line),
+                       "); rebuild the plugin against a "
+                       "matching plugd/go-plugin")));
+    }
+    if (std::find(options_.protocol_versions.begin(),
+                  options_.protocol_versions.end(),
+                  h.app_version) == options_.protocol_versions.end()) {
+      return ResolveHandshake(absl::FailedPreconditionError(absl::StrCat(
+          "plugin ", name, " chose app protocol version ", h.app_version,
+          " but the host supports [",
+          FormatVersionList(options_.protocol_versions), "] (handshake ",
+          Quote(line), "); upgrade whichever side is older")));
+    }
+    if (h.network == "unix" && h.address != options_.socket_path) {
+      PLUGD_LOG(INFO) << "plugin " << name << " listens on " << h.address
+                      << " instead of " << options_.socket_path;
+    }
+    ResolveHandshake(h);
+  }
+
+  void OnStartTimeout() {
+    if (!handshake_promise_) return;
+    ResolveHandshake(absl::DeadlineExceededError(
+        absl::StrCat("plugin ", options_.name, " printed no handshake within ",
+                     absl::FormatDuration(options_.start_timeout),
+                     "; killed it; stdout so far: ",
+                     early_stdout_.empty() ? "(none)" : Quote(early_stdout_),
+                     "; stderr so far: ", LastStderr())));
+    Kill();
+  }
+
+  void MaybeFailEarlyExit() {
+    if (!handshake_promise_ || !exited_) return;
+    if (!(stdout_eof_ && stderr_eof_) && !drain_expired_) return;
+    ResolveHandshake(absl::UnknownError(absl::StrCat(
+        "plugin ", options_.name, " ", leader_status_.ToString(),
+        " before its handshake; last stderr lines: ", LastStderr())));
+  }
+
+  void Kill() {
+    if (leader_exited_) return;
+    if (stop_phase_ < StopPhase::kKillSent) stop_phase_ = StopPhase::kKillSent;
+    stop_timer_.cancel();
+    ::kill(-pid(), SIGKILL);
+  }
+
+  void OnLeaderExit(bp::error_code ec) {
+    leader_exited_ = true;
+    if (ec) {
+      // Someone else reaped it (a host with SIGCHLD ignored, or a waitpid(-1)
+      // elsewhere): the status is lost.
+      PLUGD_LOG(WARNING) << "plugin " << options_.name << " (pid " << pid()
+                         << ") exited but its status could not be collected: "
+                         << ec.message();
+      leader_status_ = ExitStatus{false, -1, 0, false};
+    } else {
+      leader_status_ = ExitStatus::FromWaitStatus(process_->native_exit_code());
+    }
+    stop_timer_.cancel();
+    auto self = shared_from_this();
+    // Drop the process object outside its own completion; detach() so its
+    // destructor does not touch a pid that is no longer ours.
+    loop_.Post([self] {
+      if (self->process_) {
+        self->process_->detach();
+        self->process_.reset();
+      }
+    });
+    internal::AsyncKillProcessGroup(
+        loop_.context(), pid(), kGroupKillTimeout,
+        [self](absl::Status status) { self->OnGroupGone(std::move(status)); });
+  }
+
+  void OnGroupGone(absl::Status status) {
+    if (!status.ok()) {
+      PLUGD_LOG(ERROR) << "plugin " << options_.name << ": "
+                       << status.message();
+    }
+    absl::Status removed = RemoveStaleSocket(options_.socket_path);
+    if (!removed.ok()) {
+      PLUGD_LOG(WARNING) << "plugin " << options_.name << ": "
+                         << removed.message();
+    }
+    exited_ = true;
+    std::vector<std::function<void(const ExitStatus&)>> callbacks;
+    {
+      absl::MutexLock lock(&mu_);
+      exit_status_ = leader_status_;
+      callbacks.swap(on_exit_);
+    }
+    PLUGD_LOG(DEBUG) << "plugin " << options_.name << " (pid " << pid() << ") "
+                     << leader_status_.ToString();
+    for (auto& callback : callbacks) callback(leader_status_);
+    MaybeFinishStop();
+    if (handshake_promise_) {
+      auto self = shared_from_this();
+      drain_timer_.expires_after(absl::ToChronoNanoseconds(kDrainAfterExit));
+      drain_timer_.async_wait([self](const boost::system::error_code& ec) {
+        if (ec) return;
+        self->drain_expired_ = true;
+        self->MaybeFailEarlyExit();
+      });
+      MaybeFailEarlyExit();
+    }
+  }
+
+  void StartStop(absl::Duration grace,
+                 std::function<void(const ExitStatus&)> done) {
+    if (done) stop_waiters_.push_back(std::move(done));
+    if (exited_) return MaybeFinishStop();
+    if (stop_phase_ != StopPhase::kNone || leader_exited_) return;
+    stop_grace_ = grace;
+    if (channel_ == nullptr) return SendTerm();
+
+    stop_phase_ = StopPhase::kShutdownSent;
+    struct Call {
+      grpc::ClientContext context;
+      v1::ShutdownRequest request;
+      v1::ShutdownResponse response;
+      std::unique_ptr<v1::Control::Stub> stub;
+    };
+    auto call = std::make_shared<Call>();
+    call->stub = v1::Control::NewStub(channel_);
+    call->request.set_reason("stop requested by the launcher");
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + grace));
+    shutdown_rpc_pending_ = true;
+    auto self = shared_from_this();
+    call->stub->async()->Shutdown(
+        &call->context, &call->request, &call->response,
+        [self, call](grpc::Status status) {
+          // A gRPC thread: hand the result to the loop.
+          self->loop_.Post([self, status] { self->OnShutdownReply(status); });
+        });
+    ArmStopTimer([self] { self->SendTerm(); });
+  }
+
+  void OnShutdownReply(const grpc::Status& status) {
+    shutdown_rpc_pending_ = false;
+    if (!status.ok() && stop_phase_ == StopPhase::kShutdownSent &&
+        !leader_exited_) {
+      // No graceful path (not a plugd plugin, or it is wedged): go on now.
+      PLUGD_LOG(DEBUG) << "plugin " << options_.name
+                       << ": Control.Shutdown failed ("
+                       << status.error_message() << "); sending SIGTERM";
+      SendTerm();
+    }
+    MaybeFinishStop();
+  }
+
+  void SendTerm() {
+    if (leader_exited_ || stop_phase_ >= StopPhase::kTermSent) return;
+    stop_phase_ = StopPhase::kTermSent;
+    ::kill(-pid(), SIGTERM);
+    auto self = shared_from_this();
+    ArmStopTimer([self] { self->SendKill(); });
+  }
+
+  void SendKill() {
+    if (leader_exited_) return;
+    PLUGD_LOG(WARNING) << "plugin " << options_.name
+                       << " did not stop within its grace period of "
+                       << absl::FormatDuration(stop_grace_)
+                       << " after SIGTERM; sending SIGKILL";
+    Kill();
+  }
+
+  void ArmStopTimer(std::function<void()> then) {
+    stop_timer_.expires_after(absl::ToChronoNanoseconds(stop_grace_));
+    stop_timer_.async_wait(
+        [then = std::move(then)](const boost::system::error_code& ec) {
+          if (!ec) then();
+        });
+  }
+
+  void MaybeFinishStop() {
+    if (!exited_ || shutdown_rpc_pending_) return;
+    auto waiters = std::move(stop_waiters_);
+    stop_waiters_.clear();
+    for (auto& waiter : waiters) waiter(leader_status_);
+  }
+
+  enum class StopPhase {
+    kNone = 0,
+    kShutdownSent = 1,
+    kTermSent = 2,
+    kKillSent = 3
+  };
+
+  EventLoop& loop_;
+  const LaunchOptions options_;
+  const std::string executable_;
+  OutputCapture output_;
+
+  // Loop thread only.
+  std::unique_ptr<Process> process_;
+  asio::readable_pipe stdout_pipe_;
+  asio::readable_pipe stderr_pipe_;
+  std::unique_ptr<char[]> stdout_buf_;
+  std::unique_ptr<char[]> stderr_buf_;
+  LineSplitter stdout_lines_;
+  LineSplitter stderr_lines_;
+  asio::steady_timer start_timer_;
+  asio::steady_timer drain_timer_;
+  asio::steady_timer stop_timer_;
+  absl::Time started_;  // written by Spawn before Launch reads it
+  bool stdout_eof_ = false;
+  bool stderr_eof_ = false;
+  bool handshake_line_seen_ = false;
+  std::string early_stdout_;
+  std::optional<std::promise<absl::StatusOr<Handshake>>> handshake_promise_;
+  bool leader_exited_ = false;  // reaped
+  bool exited_ = false;         // reaped and its group gone
+  bool drain_expired_ = false;
+  ExitStatus leader_status_;
+  StopPhase stop_phase_ = StopPhase::kNone;
+  absl::Duration stop_grace_;
+  bool shutdown_rpc_pending_ = false;
+  std::vector<std::function<void(const ExitStatus&)>> stop_waiters_;
+  std::shared_ptr<grpc::Channel> channel_;
+
+  mutable absl::Mutex mu_;
+  pid_t pid_ ABSL_GUARDED_BY(mu_) = -1;
+  std::optional<ExitStatus> exit_status_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void(const ExitStatus&)>> on_exit_
+      ABSL_GUARDED_BY(mu_);
+};
+
+// ---------------------------------------------------------------------------
+// PluginProcess
+
+absl::StatusOr<std::shared_ptr<PluginProcess>> PluginProcess::Launch(
+    EventLoop& loop, LaunchOptions options) {
+  if (loop.InLoopThread()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "plugin ", options.name,
+        ": Launch() blocks and must not be called on the event loop thread"));
+  }
+  PLUGD_RETURN_IF_ERROR(ValidateOptions(options));
+  PLUGD_ASSIGN_OR_RETURN(std::string executable, ResolveExecutable(options));
+  PLUGD_RETURN_IF_ERROR(Annotate(PrepareSocketPath(options.socket_path),
+                                 absl::StrCat("plugin ", options.name)));
+
+  const absl::Duration start_timeout = options.start_timeout;
+  auto impl =
+      std::make_shared<Impl>(loop, std::move(options), std::move(executable));
+  std::future<absl::StatusOr<Handshake>> handshake;
+  PLUGD_RETURN_IF_ERROR(loop.Run([&] { return impl->Spawn(&handshake); }));
+
+  if (handshake.wait_for(absl::ToChronoNanoseconds(
+          start_timeout + kHangGuard)) != std::future_status::ready) {
+    impl->KillAndReap();
+    return absl::DeadlineExceededError(
+        absl::StrCat("plugin ", impl->options().name,
+                     ": the launcher got no handshake result (event loop "
+                     "stalled?); killed it"));
+  }
+  absl::StatusOr<Handshake> result = handshake.get();
+  if (!result.ok()) {
+    impl->KillAndReap();
+    return result.status();
+  }
+  impl->handshake_ = *std::move(result);
+  absl::Status connected = impl->CheckConnectable();
+  if (!connected.ok()) {
+    impl->KillAndReap();
+    return connected;
+  }
+  PLUGD_LOG(DEBUG) << "plugin " << impl->options().name << " started (pid "
+                   << impl->pid() << ") at " << impl->handshake().GrpcTarget();
+  return std::shared_ptr<PluginProcess>(new PluginProcess(std::move(impl)));
+}
+
+PluginProcess::PluginProcess(std::shared_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+PluginProcess::~PluginProcess() {
+  if (!impl_ || impl_->exit_status()) return;
+  if (impl_->loop().InLoopThread()) {
+    // Cannot block here; the stop goes on, holding the Impl alive.
+    impl_->AsyncStop(impl_->options().stop_grace, nullptr);
+  } else {
+    Stop();
+  }
+}
+
+const std::string& PluginProcess::name() const { return impl_->options().name; }
+const LaunchOptions& PluginProcess::options() const { return impl_->options(); }
+pid_t PluginProcess::pid() const { return impl_->pid(); }
+const Handshake& PluginProcess::handshake() const { return impl_->handshake(); }
+OutputCapture& PluginProcess::output() { return impl_->output(); }
+bool PluginProcess::running() const { return !impl_->exit_status(); }
+std::optional<ExitStatus> PluginProcess::exit_status() const {
+  return impl_->exit_status();
+}
+
+void PluginProcess::OnExit(std::function<void(const ExitStatus&)> callback) {
+  impl_->OnExit(std::move(callback));
+}
+
+std::optional<ExitStatus> PluginProcess::WaitForExit(absl::Duration timeout) {
+  return impl_->WaitForExit(timeout);
+}
+
+ExitStatus PluginProcess::Stop(std::optional<absl::Duration> grace) {
+  const absl::Duration g = grace.value_or(impl_->options().stop_grace);
+  if (impl_->loop().InLoopThread()) {
+    PLUGD_LOG(ERROR) << "plugin " << name()
+                     << ": Stop() called on the event loop thread would "
+                        "deadlock; stopping asynchronously instead";
+    impl_->AsyncStop(g, nullptr);
+    return impl_->exit_status().value_or(ExitStatus{false, -1, 0, false});
+  }
+  auto done = std::make_shared<std::promise<ExitStatus>>();
+  std::future<ExitStatus> result = done->get_future();
+  impl_->AsyncStop(g, [done](const ExitStatus& s) { done->set_value(s); });
+  if (result.wait_for(
+          absl::ToChronoNanoseconds(2 * g + kGroupKillTimeout + kHangGuard)) !=
+      std::future_status::ready) {
+    PLUGD_LOG(ERROR) << "plugin " << name() << " (pid " << pid()
+                     << ") did not stop (unkillable?)";
+    return ExitStatus{false, -1, 0, false};
+  }
+  return result.get();
+}
+
+void PluginProcess::AsyncStop(std::optional<absl::Duration> grace,
+                              std::function<void(const ExitStatus&)> done) {
+  impl_->AsyncStop(grace.value_or(impl_->options().stop_grace),
+                   std::move(done));
+}
+
+absl::Status PluginProcess::Signal(int signal) { return impl_->Signal(signal); }
+
+}  // namespace plugd::broker

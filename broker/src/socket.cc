@@ -1,0 +1,172 @@
+#include "plugd/broker/socket.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "plugd/common/protocol.h"
+#include "plugd/common/status.h"
+
+namespace plugd::broker {
+namespace {
+
+constexpr size_t kMaxSocketDirBytes = 64;
+
+std::string ErrnoText(int err) { return strerror(err); }
+
+absl::Status ErrnoStatus(int err, absl::string_view what) {
+  return absl::Status(absl::ErrnoToStatusCode(err),
+                      absl::StrCat(what, ": ", ErrnoText(err)));
+}
+
+enum class Probe { kNothing, kLive, kStale, kNotSocket };
+
+// Looks at what is at `path`, connecting (non-blocking) if it is a socket.
+absl::StatusOr<Probe> ProbeSocket(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Probe::kNothing;
+    return ErrnoStatus(errno, absl::StrCat("cannot stat socket path ", path));
+  }
+  if (!S_ISSOCK(st.st_mode)) return Probe::kNotSocket;
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    return ErrnoStatus(errno,
+                       absl::StrCat("cannot create a socket to probe ", path));
+  }
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat("socket path ", path, " is too long"));
+  }
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int rc =
+      ::connect(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr));
+  int err = rc == 0 ? 0 : errno;
+  ::close(fd);
+  if (rc == 0 || err == EAGAIN || err == EINPROGRESS) {
+    // Accepted, or a full backlog: either way a live process owns it.
+    return Probe::kLive;
+  }
+  if (err == ECONNREFUSED) return Probe::kStale;
+  if (err == ENOENT) return Probe::kNothing;
+  return ErrnoStatus(err, absl::StrCat("cannot probe socket ", path));
+}
+
+absl::Status Unlink(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno,
+                       absl::StrCat("cannot remove stale socket ", path));
+  }
+  return absl::OkStatus();
+}
+
+// Creates `dir` 0700 if missing and checks it is a private directory of ours.
+absl::Status EnsurePrivateDir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return ErrnoStatus(errno, absl::StrCat("cannot create directory ", dir));
+  }
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("cannot stat directory ", dir));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " is not a directory (a symlink?); remove it"));
+  }
+  if (st.st_uid != ::geteuid()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        dir, " is owned by uid ", st.st_uid, ", not by this user (uid ",
+        ::geteuid(), "); remove it or set XDG_RUNTIME_DIR"));
+  }
+  if ((st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("cannot make ", dir, " private"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status PrepareSocketPath(const std::string& path) {
+  PLUGD_RETURN_IF_ERROR(ValidateSocketPath(path));
+  std::string dir = path.substr(0, path.rfind('/'));
+  if (dir.empty()) dir = "/";
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "socket directory ", dir, " of ", path,
+        " does not exist; create it first (e.g. with MakeSocketDir())"));
+  }
+  PLUGD_ASSIGN_OR_RETURN(Probe probe, ProbeSocket(path));
+  switch (probe) {
+    case Probe::kNothing:
+      return absl::OkStatus();
+    case Probe::kLive:
+      return absl::AlreadyExistsError(absl::StrCat(
+          "socket ", path,
+          " is in use: a live process accepts connections on it (another "
+          "instance of the plugin?); stop it or choose another path"));
+    case Probe::kNotSocket:
+      return absl::AlreadyExistsError(
+          absl::StrCat(path, " exists and is not a socket; not removing it"));
+    case Probe::kStale:
+      return Unlink(path);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RemoveStaleSocket(const std::string& path) {
+  PLUGD_ASSIGN_OR_RETURN(Probe probe, ProbeSocket(path));
+  if (probe == Probe::kStale) return Unlink(path);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> MakeSocketDir() {
+  std::string base;
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  if (xdg != nullptr && xdg[0] == '/' && ::access(xdg, W_OK | X_OK) == 0) {
+    std::string candidate = absl::StrCat(xdg, "/plugd");
+    if (candidate.size() + 7 <= kMaxSocketDirBytes &&
+        EnsurePrivateDir(candidate).ok()) {
+      base = candidate;
+    }
+  }
+  if (base.empty()) {
+    base = absl::StrCat("/tmp/plugd-", ::geteuid());
+    PLUGD_RETURN_IF_ERROR(EnsurePrivateDir(base));
+  }
+  std::string templ = base + "/XXXXXX";
+  if (::mkdtemp(templ.data()) == nullptr) {
+    return ErrnoStatus(
+        errno, absl::StrCat("cannot create a socket directory in ", base));
+  }
+  return templ;
+}
+
+void RemoveSocketDir(const std::string& path) {
+  if (path.empty() || path == "/") return;
+  DIR* dir = ::opendir(path.c_str());
+  if (dir != nullptr) {
+    while (struct dirent* entry = ::readdir(dir)) {
+      absl::string_view name = entry->d_name;
+      if (name == "." || name == "..") continue;
+      ::unlinkat(::dirfd(dir), entry->d_name, 0);
+    }
+    ::closedir(dir);
+  }
+  ::rmdir(path.c_str());
+}
+
+}  // namespace plugd::broker

@@ -1,0 +1,93 @@
+#include "plugd/broker/socket.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace plugd::broker {
+namespace {
+
+// A Unix socket bound at `path`; listening when `listen` is true.
+int BindSocket(const std::string& path, bool listen) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)),
+            0);
+  if (listen) {
+    EXPECT_EQ(::listen(fd, 4), 0);
+  }
+  return fd;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+class SocketTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::string> dir = MakeSocketDir();
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = *dir;
+  }
+  void TearDown() override {
+    RemoveSocketDir(dir_);
+    EXPECT_FALSE(Exists(dir_));
+  }
+  std::string dir_;
+};
+
+TEST_F(SocketTest, MakeSocketDirIsPrivateAndShort) {
+  struct stat st;
+  ASSERT_EQ(::stat(dir_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_LE(dir_.size(), 64u);
+  absl::StatusOr<std::string> other = MakeSocketDir();
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(*other, dir_);
+  RemoveSocketDir(*other);
+}
+
+TEST_F(SocketTest, PrepareRemovesAStaleSocket) {
+  std::string path = dir_ + "/stale.sock";
+  ::close(BindSocket(path, /*listen=*/false));
+  ASSERT_TRUE(Exists(path));
+  EXPECT_TRUE(PrepareSocketPath(path).ok());
+  EXPECT_FALSE(Exists(path));
+}
+
+TEST_F(SocketTest, PrepareRefusesALiveSocket) {
+  std::string path = dir_ + "/live.sock";
+  int fd = BindSocket(path, /*listen=*/true);
+  absl::Status status = PrepareSocketPath(path);
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_TRUE(Exists(path));
+  ::close(fd);
+}
+
+TEST_F(SocketTest, PrepareRefusesANonSocket) {
+  std::string path = dir_ + "/file";
+  ::close(::creat(path.c_str(), 0600));
+  EXPECT_EQ(PrepareSocketPath(path).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(Exists(path));
+}
+
+TEST_F(SocketTest, PrepareChecksTheDirectory) {
+  absl::Status status = PrepareSocketPath(dir_ + "/missing/x.sock");
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_TRUE(PrepareSocketPath(dir_ + "/fresh.sock").ok());
+}
+
+}  // namespace
+}  // namespace plugd::broker
