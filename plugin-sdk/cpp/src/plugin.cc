@@ -1,0 +1,582 @@
+#include "plugd/sdk/plugin.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grpc/grpc.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/impl/server_builder_plugin.h>
+#include <grpcpp/impl/server_initializer.h>
+#include <grpcpp/support/server_interceptor.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <limits>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "health_service.h"
+#include "plugd/common/log.h"
+#include "plugd/common/protocol.h"
+#include "plugd/common/status.h"
+#include "plugd/v1/plugin.grpc.pb.h"
+
+namespace plugd::sdk {
+namespace internal {
+namespace {
+
+// The write end of the serving plugin's self-pipe, for the signal handler.
+std::atomic<int> g_signal_pipe{-1};
+
+void OnSignal(int signo) {
+  const int saved_errno = errno;
+  const int fd = g_signal_pipe.load();
+  if (fd >= 0) {
+    const char byte = static_cast<char>(signo);
+    (void)!write(fd, &byte, 1);
+  }
+  errno = saved_errno;
+}
+
+const char* SignalName(int signo) {
+  switch (signo) {
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    default:
+      return "a signal";
+  }
+}
+
+// Writes all of `text` to `fd`, unbuffered.
+bool WriteAll(int fd, absl::string_view text) {
+  while (!text.empty()) {
+    const ssize_t n = write(fd, text.data(), text.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    text.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+std::string ExecutablePath() {
+  char buffer[4096];
+  const ssize_t n = readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
+  if (n <= 0) return "PATH";
+  return std::string(buffer, static_cast<size_t>(n));
+}
+
+// Reads a positive decimal from the environment; `fallback` when unset.
+absl::StatusOr<int64_t> EnvInt(const char* name, int64_t fallback, int64_t min,
+                               int64_t max) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(text, &value) || value < min || value > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, "=\"", text, "\" is not a whole number in [", min,
+                     ", ", max, "]"));
+  }
+  return value;
+}
+
+// Records the full names of the services a server registered: a
+// ServerBuilderPlugin's InitServer runs after the builder registered them
+// (our services, the user's and reflection) and before the server starts.
+class ServiceListPlugin final : public grpc::ServerBuilderPlugin {
+ public:
+  using Callback = std::function<void(const std::vector<std::string>&)>;
+  explicit ServiceListPlugin(Callback callback)
+      : callback_(std::move(callback)) {}
+  std::string name() override { return "plugd_service_list"; }
+  void InitServer(grpc::ServerInitializer* initializer) override {
+    callback_(*initializer->GetServiceList());
+  }
+  void Finish(grpc::ServerInitializer*) override {}
+  void ChangeArguments(const std::string&, void*) override {}
+
+ private:
+  Callback callback_;
+};
+
+class ServiceListOption final : public grpc::ServerBuilderOption {
+ public:
+  explicit ServiceListOption(ServiceListPlugin::Callback callback)
+      : callback_(std::move(callback)) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>*
+                         plugins) override {
+    plugins->push_back(std::make_unique<ServiceListPlugin>(callback_));
+  }
+
+ private:
+  ServiceListPlugin::Callback callback_;
+};
+
+}  // namespace
+
+// The state of a Plugin that its services and the signal handler share.
+class PluginRuntime {
+ public:
+  PluginRuntime() {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+      std::perror("plugd sdk: pipe2");
+      std::abort();
+    }
+    // A full pipe must not block a signal handler: a wake-up is pending then.
+    fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK);
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
+  }
+  ~PluginRuntime() {
+    close(read_fd_);
+    close(write_fd_);
+  }
+
+  // Wakes the serving thread to shut down (byte 0: asked through the API).
+  void RequestShutdown(std::string reason) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (reason_.empty()) reason_ = std::move(reason);
+    }
+    const char byte = 0;
+    (void)!write(write_fd_, &byte, 1);
+  }
+
+  // Blocks until a shutdown request or a signal; returns why.
+  std::string WaitForShutdownRequest() {
+    char byte = 0;
+    while (true) {
+      const ssize_t n = read(read_fd_, &byte, 1);
+      if (n == 1) break;
+      if (n < 0 && errno == EINTR) continue;
+      return "the shutdown pipe failed";
+    }
+    if (byte != 0) return SignalName(byte);
+    absl::MutexLock lock(&mu_);
+    return reason_.empty() ? "shutdown requested" : reason_;
+  }
+
+  int write_fd() const { return write_fd_; }
+
+  // Calls in progress (counted by CallCounter).
+  void CallStarted() {
+    absl::MutexLock lock(&calls_mu_);
+    ++active_calls_;
+  }
+  void CallEnded() {
+    absl::MutexLock lock(&calls_mu_);
+    --active_calls_;
+  }
+  // Waits until no call is in progress; false at `deadline`.
+  bool WaitForNoCalls(absl::Time deadline) {
+    absl::MutexLock lock(&calls_mu_);
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_) {
+      return active_calls_ == 0;
+    };
+    return calls_mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+  }
+
+  HealthService health;
+  std::atomic<bool> shutting_down{false};
+  std::atomic<uint32_t> protocol_version{0};
+  absl::Mutex mu_;
+  std::vector<std::string> services ABSL_GUARDED_BY(mu_);
+  bool serving_started ABSL_GUARDED_BY(mu_) = false;
+
+ private:
+  int read_fd_ = -1;
+  int write_fd_ = -1;
+  std::string reason_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex calls_mu_;
+  int64_t active_calls_ ABSL_GUARDED_BY(calls_mu_) = 0;
+};
+
+namespace {
+
+// plugd.v1.Control. Callback API, so that Shutdown can act after its answer
+// is sent.
+class ControlService final : public plugd::v1::Control::CallbackService {
+ public:
+  ControlService(const PluginInfo* info, const FunctionRegistry* functions,
+                 PluginRuntime* runtime)
+      : info_(info), functions_(functions), runtime_(runtime) {}
+
+  grpc::ServerUnaryReactor* Describe(
+      grpc::CallbackServerContext* context,
+      const plugd::v1::DescribeRequest* request,
+      plugd::v1::DescribeResponse* response) override {
+    response->set_name(info_->name);
+    response->set_version(info_->version);
+    response->set_protocol_version(runtime_->protocol_version.load());
+    response->set_core_protocol_version(plugd::kCoreProtocolVersion);
+    {
+      absl::MutexLock lock(&runtime_->mu_);
+      for (const std::string& name : runtime_->services) {
+        response->add_services(name);
+      }
+    }
+    for (plugd::v1::FunctionInfo& info : functions_->List()) {
+      *response->add_functions() = std::move(info);
+    }
+    response->set_pid(static_cast<int64_t>(getpid()));
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Shutdown(
+      grpc::CallbackServerContext* context,
+      const plugd::v1::ShutdownRequest* request,
+      plugd::v1::ShutdownResponse* response) override {
+    std::string reason =
+        request->reason().empty()
+            ? "Control.Shutdown"
+            : absl::StrCat("Control.Shutdown: ", request->reason());
+    auto* reactor = new ShutdownReactor(runtime_, std::move(reason));
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  // Answers, then (once the answer is sent or the call is gone) starts the
+  // shutdown.
+  class ShutdownReactor final : public grpc::ServerUnaryReactor {
+   public:
+    ShutdownReactor(PluginRuntime* runtime, std::string reason)
+        : runtime_(runtime), reason_(std::move(reason)) {}
+    void OnDone() override {
+      runtime_->RequestShutdown(std::move(reason_));
+      delete this;
+    }
+
+   private:
+    PluginRuntime* runtime_;
+    std::string reason_;
+  };
+
+  const PluginInfo* info_;
+  const FunctionRegistry* functions_;
+  PluginRuntime* runtime_;
+};
+
+// plugd.v1.Functions. Sync API: functions may block, so they run on the
+// sync server's thread pool, not on gRPC's callback threads.
+class FunctionsService final : public plugd::v1::Functions::Service {
+ public:
+  explicit FunctionsService(const FunctionRegistry* functions)
+      : functions_(functions) {}
+
+  grpc::Status ListFunctions(
+      grpc::ServerContext* context,
+      const plugd::v1::ListFunctionsRequest* request,
+      plugd::v1::ListFunctionsResponse* response) override {
+    for (plugd::v1::FunctionInfo& info : functions_->List()) {
+      *response->add_functions() = std::move(info);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Call(grpc::ServerContext* context,
+                    const plugd::v1::CallRequest* request,
+                    plugd::v1::CallResponse* response) override {
+    absl::StatusOr<google::protobuf::Value> result =
+        functions_->Call(request->function(), request->args());
+    if (!result.ok()) return plugd::ToGrpcStatus(result.status());
+    *response->mutable_result() = *std::move(result);
+    return grpc::Status::OK;
+  }
+
+ private:
+  const FunctionRegistry* functions_;
+};
+
+// Counts the calls in progress: one interceptor lives as long as its call.
+class CallCounter final : public grpc::experimental::Interceptor {
+ public:
+  explicit CallCounter(PluginRuntime* runtime) : runtime_(runtime) {
+    runtime_->CallStarted();
+  }
+  ~CallCounter() override { runtime_->CallEnded(); }
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
+    methods->Proceed();
+  }
+
+ private:
+  PluginRuntime* runtime_;
+};
+
+class CallCounterFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit CallCounterFactory(PluginRuntime* runtime) : runtime_(runtime) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new CallCounter(runtime_);
+  }
+
+ private:
+  PluginRuntime* runtime_;
+};
+
+// Installs SIGTERM and SIGINT handlers writing to `fd`; restores the old
+// ones when destroyed.
+class SignalHandlers {
+ public:
+  explicit SignalHandlers(int fd) {
+    g_signal_pipe.store(fd);
+    struct sigaction action = {};
+    action.sa_handler = &OnSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &action, &old_term_);
+    sigaction(SIGINT, &action, &old_int_);
+  }
+  ~SignalHandlers() {
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGINT, &old_int_, nullptr);
+    g_signal_pipe.store(-1);
+  }
+
+ private:
+  struct sigaction old_term_ = {};
+  struct sigaction old_int_ = {};
+};
+
+}  // namespace
+}  // namespace internal
+
+Plugin::Plugin(PluginInfo info)
+    : info_(std::move(info)),
+      functions_(info_.name),
+      runtime_(std::make_unique<internal::PluginRuntime>()) {}
+
+Plugin::~Plugin() = default;
+
+Plugin& Plugin::AddFunction(Function function) {
+  absl::Status status = functions_.Add(std::move(function));
+  if (!status.ok() && config_error_.ok()) config_error_ = status;
+  return *this;
+}
+
+Plugin& Plugin::AddService(grpc::Service* service) {
+  services_.push_back(service);
+  return *this;
+}
+
+Plugin& Plugin::OnStart(std::function<absl::Status()> hook) {
+  start_hooks_.push_back(std::move(hook));
+  return *this;
+}
+
+Plugin& Plugin::OnShutdown(std::function<void()> hook) {
+  shutdown_hooks_.push_back(std::move(hook));
+  return *this;
+}
+
+void Plugin::Shutdown() { runtime_->RequestShutdown("Plugin::Shutdown()"); }
+
+void Plugin::SetServing(bool serving) { runtime_->health.SetServing(serving); }
+
+bool Plugin::shutting_down() const { return runtime_->shutting_down.load(); }
+
+uint32_t Plugin::protocol_version() const {
+  return runtime_->protocol_version.load();
+}
+
+int Plugin::Serve() {
+  // Errors before the handshake go to stderr as plain lines: the launcher
+  // shows them to whoever started the plugin.
+  auto fail = [this](absl::string_view message) {
+    const std::string line = absl::StrCat(
+        info_.name.empty() ? "plugd plugin" : info_.name, ": ", message, "\n");
+    internal::WriteAll(2, line);
+    return kExitError;
+  };
+
+  const char* cookie = std::getenv(plugd::kEnvMagicCookieKey);
+  if (cookie == nullptr ||
+      absl::string_view(cookie) != plugd::kMagicCookieValue) {
+    internal::WriteAll(
+        2, absl::StrCat(
+               "This is a plugd plugin (", info_.name, " ", info_.version,
+               "); it is not meant to be run by hand. Run it through a plugd "
+               "host, e.g. `calc --plugin ",
+               internal::ExecutablePath(),
+               " --list`, or under the plugd broker.\n"));
+    return kExitError;
+  }
+
+  plugd::log::RouteGrpcLogs();
+
+  {
+    absl::MutexLock lock(&runtime_->mu_);
+    if (runtime_->serving_started) return fail("Serve() called twice");
+    runtime_->serving_started = true;
+  }
+  if (info_.name.empty() || info_.version.empty()) {
+    return fail("PluginInfo needs a name and a version");
+  }
+  if (info_.protocol_versions.empty()) {
+    return fail("PluginInfo.protocol_versions is empty");
+  }
+  if (!config_error_.ok()) return fail(config_error_.message());
+
+  // The launch environment.
+  const char* socket_env = std::getenv(plugd::kEnvSocket);
+  if (socket_env == nullptr || *socket_env == '\0') {
+    return fail(absl::StrCat(plugd::kEnvSocket,
+                             " is not set: the launcher must name the Unix "
+                             "socket to listen on"));
+  }
+  const std::string socket_path = socket_env;
+  if (absl::Status s = plugd::ValidateSocketPath(socket_path); !s.ok()) {
+    return fail(absl::StrCat(plugd::kEnvSocket, ": ", s.message()));
+  }
+
+  uint32_t version = 0;
+  const char* versions_env = std::getenv(plugd::kEnvProtocolVersions);
+  if (versions_env == nullptr || *versions_env == '\0') {
+    // go-plugin's behaviour: no list from the host means the plugin's own.
+    version = *std::max_element(info_.protocol_versions.begin(),
+                                info_.protocol_versions.end());
+  } else {
+    absl::StatusOr<std::vector<uint32_t>> host_versions =
+        plugd::ParseVersionList(versions_env);
+    if (!host_versions.ok()) {
+      return fail(absl::StrCat(plugd::kEnvProtocolVersions, ": ",
+                               host_versions.status().message()));
+    }
+    absl::StatusOr<uint32_t> negotiated =
+        plugd::NegotiateVersion(*host_versions, info_.protocol_versions);
+    if (!negotiated.ok()) {
+      return fail(absl::StrCat("no protocol version in common with the host: ",
+                               negotiated.status().message()));
+    }
+    version = *negotiated;
+  }
+  runtime_->protocol_version.store(version);
+
+  absl::StatusOr<int64_t> max_message = internal::EnvInt(
+      plugd::kEnvMaxMessageBytes, plugd::kDefaultMaxMessageBytes, 1,
+      std::numeric_limits<int>::max());
+  if (!max_message.ok()) return fail(max_message.status().message());
+  absl::StatusOr<int64_t> grace_ms = internal::EnvInt(
+      plugd::kEnvShutdownGraceMs, 5000, 0, int64_t{24} * 3600 * 1000);
+  if (!grace_ms.ok()) return fail(grace_ms.status().message());
+
+  for (auto& hook : start_hooks_) {
+    absl::Status status;
+    try {
+      status = hook();
+    } catch (const std::exception& e) {
+      status = absl::InternalError(
+          absl::StrCat("start hook threw an exception: ", e.what()));
+    }
+    if (!status.ok()) return fail(status.message());
+  }
+
+  // Signals from here on wake the serving thread; one that arrives before
+  // the server is up is handled right after it starts.
+  internal::SignalHandlers signal_handlers(runtime_->write_fd());
+
+  // The launcher removed any old socket; be tolerant of one left behind.
+  struct stat st;
+  if (lstat(socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+    unlink(socket_path.c_str());
+  }
+
+  internal::ControlService control(&info_, &functions_, runtime_.get());
+  internal::FunctionsService functions_service(&functions_);
+
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + socket_path,
+                           grpc::InsecureServerCredentials());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(*max_message));
+  builder.SetMaxSendMessageSize(static_cast<int>(*max_message));
+  builder.RegisterService(&runtime_->health);
+  builder.RegisterService(&control);
+  if (!functions_.empty()) builder.RegisterService(&functions_service);
+  for (grpc::Service* service : services_) builder.RegisterService(service);
+  internal::PluginRuntime* runtime = runtime_.get();
+  builder.SetOption(std::make_unique<internal::ServiceListOption>(
+      [runtime](const std::vector<std::string>& names) {
+        runtime->health.AddNames(names);
+        absl::MutexLock lock(&runtime->mu_);
+        runtime->services = names;
+      }));
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(
+      std::make_unique<internal::CallCounterFactory>(runtime_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) {
+    return fail(absl::StrCat("could not serve on unix:", socket_path,
+                             " (is the directory there and writable, and "
+                             "is every service registered only once?)"));
+  }
+
+  const std::string handshake =
+      plugd::FormatHandshake({plugd::kCoreProtocolVersion, version, "unix",
+                              socket_path, "grpc", ""}) +
+      "\n";
+  if (!internal::WriteAll(1, handshake)) {
+    PLUGD_LOG(ERROR) << "could not write the handshake to stdout: "
+                     << std::strerror(errno);
+  }
+  PLUGD_LOG(INFO) << info_.name << " " << info_.version
+                  << " serving on unix:" << socket_path << " (protocol "
+                  << version << ")";
+
+  const std::string reason = runtime_->WaitForShutdownRequest();
+  PLUGD_LOG(INFO) << info_.name << " shutting down (" << reason << "), grace "
+                  << *grace_ms << " ms";
+  runtime_->shutting_down.store(true);
+  runtime_->health.Shutdown();
+  for (auto& hook : shutdown_hooks_) {
+    try {
+      hook();
+    } catch (const std::exception& e) {
+      PLUGD_LOG(ERROR) << "shutdown hook threw an exception: " << e.what();
+    }
+  }
+  // Server::Shutdown stops accepting calls, lets those in flight finish and
+  // cancels them at the deadline. It also waits for every client connection
+  // to close after its GOAWAY, which an idle gRPC client may take seconds to
+  // acknowledge (it reads an idle connection only on its backup poll), so
+  // once no call is left we close the connections ourselves.
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(*grace_ms);
+  std::thread stopper(
+      [&server, deadline] { server->Shutdown(absl::ToChronoTime(deadline)); });
+  if (runtime_->WaitForNoCalls(deadline)) {
+    grpc_server_cancel_all_calls(server->c_server());
+  }
+  stopper.join();
+  server->Wait();
+  if (lstat(socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+    unlink(socket_path.c_str());
+  }
+  PLUGD_LOG(INFO) << info_.name << " stopped";
+  return kExitOk;
+}
+
+}  // namespace plugd::sdk
