@@ -471,8 +471,15 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
       ::close(out[0]);
       ::close(err[0]);
       int code = ec ? ec.value() : EAGAIN;
+      // The executable was checked up front; failing exec means it is not
+      // one after all (a script without #!, a binary for another machine).
+      absl::StatusCode status_code =
+          (code == ENOENT || code == EACCES || code == ENOEXEC ||
+           code == ENOTDIR || code == ELOOP)
+              ? absl::StatusCode::kNotFound
+              : absl::ErrnoToStatusCode(code);
       return absl::Status(
-          absl::ErrnoToStatusCode(code),
+          status_code,
           absl::StrCat("plugin ", options_.name, ": cannot start ", executable_,
                        ": ", ec ? ec.message() : "spawn failed"));
     }

@@ -90,7 +90,12 @@ class LauncherTest : public ::testing::Test {
   absl::Status LaunchError(LaunchOptions options) {
     absl::StatusOr<std::shared_ptr<PluginProcess>> plugin =
         Launch(std::move(options));
-    return plugin.ok() ? absl::OkStatus() : plugin.status();
+    if (plugin.ok()) return absl::OkStatus();
+    if (std::getenv("PLUGD_TEST_VERBOSE") != nullptr) {
+      std::fprintf(stderr, "launch error: %s\n",
+                   plugin.status().ToString().c_str());
+    }
+    return plugin.status();
   }
 
   EventLoop loop_;
@@ -419,6 +424,61 @@ TEST_F(LauncherTest, MissingExecutableIsNotFound) {
                         "/no-such-plugin not found (or not executable)"));
   options.command = {"plugd-no-such-plugin-anywhere"};
   EXPECT_EQ(LaunchError(options).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(LauncherTest, ExecFailureIsReportedAndReaped) {
+  std::string script = dir_ + "/not-a-binary";
+  {
+    std::ofstream out(script);
+    out << "this is not a program\n";
+  }
+  ASSERT_EQ(::chmod(script.c_str(), 0700), 0);
+  LaunchOptions options = Options("ok");
+  options.command = {script};
+  absl::Status status = LaunchError(options);
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("plugin ok: cannot start " + script));
+}
+
+TEST_F(LauncherTest, WithoutInheritedEnvironment) {
+  ::setenv("PLUGD_TEST_HOST_ONLY", "1", 1);
+  LaunchOptions options = Options("ok");
+  options.inherit_environment = false;
+  options.env["ONLY_THIS"] = "yes";
+  auto plugin = Launch(options);
+  ::unsetenv("PLUGD_TEST_HOST_ONLY");
+  ASSERT_TRUE(plugin.ok()) << plugin.status();
+  std::ifstream environ_file(
+      absl::StrCat("/proc/", (*plugin)->pid(), "/environ"));
+  std::string text((std::istreambuf_iterator<char>(environ_file)),
+                   std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("ONLY_THIS=yes"));
+  EXPECT_THAT(text, HasSubstr("PATH="));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("PLUGD_TEST_HOST_ONLY")));
+}
+
+// A host that blocks and ignores SIGTERM must not pass that on.
+TEST_F(LauncherTest, SignalsAreResetInThePlugin) {
+  sigset_t term, old_mask;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &term, &old_mask), 0);
+  struct sigaction ignore = {}, old_action = {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGTERM, &ignore, &old_action), 0);
+  {
+    EventLoop loop;  // its thread inherits the blocked mask
+    auto plugin = PluginProcess::Launch(loop, Options("ok"));
+    ASSERT_TRUE(plugin.ok()) << plugin.status();
+    pids_.insert((*plugin)->pid());
+    ASSERT_TRUE((*plugin)->Signal(SIGTERM).ok());
+    std::optional<ExitStatus> status = (*plugin)->WaitForExit(kHangGuard);
+    ASSERT_TRUE(status.has_value());
+    EXPECT_EQ(status->ToString(), "killed by signal 15 (SIGTERM)");
+  }
+  ::sigaction(SIGTERM, &old_action, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
 }
 
 TEST_F(LauncherTest, KilledPluginReportsSignalNotCode) {
