@@ -11,7 +11,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "plugd/common/value.h"
 
 namespace plugd::plugctl {
 namespace {
