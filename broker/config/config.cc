@@ -30,6 +30,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,6 +50,7 @@
 #include "google/protobuf/message.h"
 #include "plugd/common/log.h"
 #include "plugd/common/status.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace plugd::broker {
@@ -268,6 +270,27 @@ std::string EnumSpelling(const EnumValueDescriptor* value) {
 bool IsUnspecified(const EnumValueDescriptor* value) {
   return value->number() == 0 && absl::EndsWith(value->name(), "_UNSPECIFIED");
 }
+
+// Records where each YAML document starts; ignores everything else.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts.push_back(mark);
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  std::vector<YAML::Mark> starts;
+};
 
 // Reads YAML into a message, driven by its descriptor, and checks it; see
 // the file comment. One per parse.
@@ -707,7 +730,10 @@ absl::Status Loader::SetScalar(const std::string& text, Location location,
 absl::Status Loader::SetDuration(const std::string& text, Location location,
                                  const std::string& path, Message* duration) {
   double number;
-  if (absl::SimpleAtod(text, &number)) {
+  if (!text.empty() &&
+      (absl::ascii_isdigit(text[0]) || text[0] == '.' || text[0] == '-' ||
+       text[0] == '+') &&
+      absl::SimpleAtod(text, &number) && std::isfinite(number)) {
     return Error(location, path,
                  absl::StrCat(Quote(text), " has no unit; add one, e.g. ", text,
                               "s (units: ns, us, ms, s, m, h)"));
@@ -968,9 +994,28 @@ absl::Status Loader::ValidateAfterDefaults(const v1::BrokerConfig& config) {
 }
 
 absl::StatusOr<v1::BrokerConfig> Loader::Load(absl::string_view yaml) {
-  std::vector<YAML::Node> documents;
+  const std::string text(yaml);
+  YAML::Node root;
+  std::vector<YAML::Mark> starts;
   try {
-    documents = YAML::LoadAll(std::string(yaml));
+    // yaml-cpp 0.7's LoadAll loops forever, allocating, on some invalid
+    // inputs (a stray ',': jbeder/yaml-cpp#1040, fixed upstream by #1319):
+    // the parser then starts "documents" without moving on. Count documents
+    // with a bounded loop, and take a start that does not move for a syntax
+    // error.
+    std::istringstream stream(text);
+    YAML::Parser parser(stream);
+    DocumentStarts handler;
+    while (handler.starts.size() < 3 && parser.HandleNextDocument(handler)) {
+    }
+    starts = std::move(handler.starts);
+    for (size_t i = 1; i < starts.size(); ++i) {
+      if (starts[i].pos == starts[i - 1].pos) {
+        return Error({starts[i].line + 1, starts[i].column + 1}, "",
+                     "YAML syntax error: unexpected text (a stray ','?)");
+      }
+    }
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     Location location;
     if (!e.mark.is_null()) location = {e.mark.line + 1, e.mark.column + 1};
@@ -981,18 +1026,17 @@ absl::StatusOr<v1::BrokerConfig> Loader::Load(absl::string_view yaml) {
   }
   const std::string keys =
       absl::StrJoin(FieldNames(v1::BrokerConfig::descriptor()), ", ");
-  if (documents.empty() || documents[0].IsNull()) {
+  if (starts.size() > 1) {
+    return Error({starts[1].line + 1, starts[1].column + 1}, "",
+                 "a config file holds one YAML document; remove the second "
+                 "one (after '---')");
+  }
+  if (root.IsNull() || !root.IsDefined()) {
     return Error({1, 0}, "",
                  absl::StrCat("the config is empty; expected a mapping with "
                               "keys ",
                               keys));
   }
-  if (documents.size() > 1) {
-    return Error(LocationOf(documents[1]), "",
-                 "a config file holds one YAML document; remove the second "
-                 "one (after '---')");
-  }
-  const YAML::Node& root = documents[0];
   if (!root.IsMap()) {
     return Error(LocationOf(root), "",
                  absl::StrCat("the top level must be a mapping with keys ",
