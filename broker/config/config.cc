@@ -292,6 +292,30 @@ class DocumentStarts : public YAML::EventHandler {
   std::vector<YAML::Mark> starts;
 };
 
+// "strings", for "expected a list of strings".
+std::string Plural(const FieldDescriptor* field) {
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_STRING:
+      return "strings";
+    case FieldDescriptor::CPPTYPE_BOOL:
+      return "booleans";
+    case FieldDescriptor::CPPTYPE_INT32:
+    case FieldDescriptor::CPPTYPE_INT64:
+      return "integers";
+    case FieldDescriptor::CPPTYPE_UINT32:
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return "non-negative integers";
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      return "numbers";
+    case FieldDescriptor::CPPTYPE_ENUM:
+      return "names";
+    case FieldDescriptor::CPPTYPE_MESSAGE:
+      return IsDuration(field->message_type()) ? "durations" : "mappings";
+  }
+  return "values";
+}
+
 // Reads YAML into a message, driven by its descriptor, and checks it; see
 // the file comment. One per parse.
 class Loader {
@@ -478,7 +502,7 @@ absl::Status Loader::WalkField(const YAML::Node& value, Location location,
     return WalkValue(value, location, path, field, message, depth);
   }
   if (!value.IsSequence()) {
-    std::string what = absl::StrCat("expected a list of ", Expected(field),
+    std::string what = absl::StrCat("expected a list of ", Plural(field),
                                     ", got ", Describe(value));
     if (value.IsScalar()) {
       std::vector<absl::string_view> words = absl::StrSplit(

@@ -351,10 +351,11 @@ TEST(ConfigErrorTest, WrongTypes) {
               {"test.yaml:4:19: plugins[0].max_restarts: expected a "
                "non-negative integer, got \"five\""});
   ExpectError("plugins: {name: a}\n", 1,
-              {"plugins: expected a list of a mapping with keys name, "
-               "command"});
+              {"test.yaml:1:10: plugins: expected a list of mappings, got a "
+               "mapping"});
   ExpectError("plugins:\n  - name: a\n    command: plugd-a --verbose\n", 3,
-              {"plugins[0].command: expected a list of a string",
+              {"plugins[0].command: expected a list of strings, got "
+               "\"plugd-a --verbose\"",
                "write it as a list: [plugd-a, --verbose]"});
   ExpectError("plugins:\n  - name: [a]\n    command: [x]\n", 2,
               {"plugins[0].name: expected a string, got a list"});
