@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -724,9 +725,14 @@ TEST(ConfigFuzzTest, RandomAndMutatedInputs) {
   auto pick = [&](size_t n) {
     return std::uniform_int_distribution<size_t>(0, n - 1)(rng);
   };
+  // PLUGD_CONFIG_FUZZ_SCALE=100 runs a hundred times as many inputs.
+  int scale = 1;
+  if (const char* env = std::getenv("PLUGD_CONFIG_FUZZ_SCALE")) {
+    scale = std::max(1, std::atoi(env));
+  }
   int inputs = 0;
   // Random bytes and random YAML-ish characters.
-  for (int i = 0; i < 300; ++i, ++inputs) {
+  for (int i = 0; i < 300 * scale; ++i, ++inputs) {
     std::string input(pick(200), '\0');
     for (char& c : input) {
       c = i % 2 ? alphabet[pick(alphabet.size())]
@@ -735,7 +741,7 @@ TEST(ConfigFuzzTest, RandomAndMutatedInputs) {
     ExpectNoCrash(input);
   }
   // Mutations of valid configs: flip, insert, delete, duplicate lines.
-  for (int i = 0; i < 1200; ++i, ++inputs) {
+  for (int i = 0; i < 1200 * scale; ++i, ++inputs) {
     std::string input = corpus[pick(std::size(corpus))];
     const int edits = 1 + static_cast<int>(pick(4));
     for (int e = 0; e < edits && !input.empty(); ++e) {
