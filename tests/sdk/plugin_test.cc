@@ -1,6 +1,7 @@
 // The SDK end to end: the example plugins run as real processes, launched
 // the way the plugd launcher does (environment, handshake on stdout), and
 // called through generated stubs over their Unix sockets.
+#include <google/protobuf/util/delimited_message_util.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -303,8 +304,17 @@ TEST_F(PluginTest, NoCommonProtocolVersionExits1) {
   Subprocess* p = Spawn(PLUGD_RANDOM_BIN, env);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->WaitExit(kHangGuard), 1);
-  EXPECT_THAT(p->Stderr(), HasSubstr("no protocol version in common"));
-  EXPECT_THAT(p->Stderr(), HasSubstr("2,3"));
+  EXPECT_THAT(p->Stderr(),
+              HasSubstr("plugd plugin random: no protocol version in common: "
+                        "the host supports [2,3], the plugin supports [1]"));
+  EXPECT_FALSE(p->ReadStdoutLine(absl::ZeroDuration()).ok())
+      << "printed a handshake";
+}
+
+TEST_F(PluginTest, MissingVersionListMeansVersion1) {
+  Running r = Launch(PLUGD_RANDOM_BIN, {{kEnvProtocolVersions, ""}});
+  ASSERT_NE(r.channel, nullptr);
+  EXPECT_EQ(r.handshake, absl::StrCat("1|1|unix|", r.socket, "|grpc"));
 }
 
 TEST_F(PluginTest, MissingOrBadSocketExits1) {
@@ -485,6 +495,42 @@ TEST_F(PluginTest, OversizedMessageIsResourceExhausted) {
   grpc::Status s = kv->Put(Ctx().get(), request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << s.error_message();
+}
+
+TEST_F(PluginTest, KvScanEndsEarlyWhenShuttingDown) {
+  // A long grace period: the test passes only if Scan ends by itself.
+  // Far more data than the HTTP/2 flow-control windows hold, so the server
+  // is still writing when the shutdown begins. Written straight into the
+  // data file (format: docs/sdk-cpp.md), which is much faster than Puts.
+  constexpr int kEntries = 200;
+  const std::string data = dir_ + "/kv.pb";
+  {
+    std::ofstream out(data, std::ios::binary);
+    out << "plugd-kv 1\n";
+    for (int i = 0; i < kEntries; ++i) {
+      kv::v1::Entry entry;
+      entry.set_key(absl::StrCat("k", 1000 + i));
+      entry.set_value(std::string(32 * 1024, 'v'));
+      ASSERT_TRUE(
+          google::protobuf::util::SerializeDelimitedToOstream(entry, &out));
+    }
+  }
+  Running r =
+      Launch(PLUGD_KV_BIN, {{kEnvShutdownGraceMs, "600000"}}, {"--data", data});
+  ASSERT_NE(r.channel, nullptr);
+  auto kv = kv::v1::KV::NewStub(r.channel);
+  auto ctx = Ctx();
+  auto reader = kv->Scan(ctx.get(), kv::v1::ScanRequest());
+  kv::v1::Entry entry;
+  ASSERT_TRUE(reader->Read(&entry));
+  int read = 1;
+  ShutdownViaControl(r);
+  while (reader->Read(&entry)) ++read;
+  grpc::Status end = reader->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << end.error_message();
+  EXPECT_LT(read, kEntries);
+  EXPECT_EQ(r.process->WaitExit(kHangGuard), 0) << r.process->Stderr();
 }
 
 }  // namespace

@@ -23,7 +23,8 @@ class HealthService::WatchReactor final
 
   void Send(ServingStatus status) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    if (finished_ || end_requested_) return;
+    if (finished_ || end_requested_ || status == last_) return;
+    last_ = status;
     if (write_in_flight_) {
       pending_ = status;
       has_pending_ = true;
@@ -91,6 +92,8 @@ class HealthService::WatchReactor final
   bool end_requested_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status end_status_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // The last status queued, so that a watcher hears each change once.
+  ServingStatus last_ ABSL_GUARDED_BY(mu_) = HealthCheckResponse::UNKNOWN;
 };
 
 HealthService::HealthService() {

@@ -404,8 +404,8 @@ int Plugin::Serve() {
   // Errors before the handshake go to stderr as plain lines: the launcher
   // shows them to whoever started the plugin.
   auto fail = [this](absl::string_view message) {
-    const std::string line = absl::StrCat(
-        info_.name.empty() ? "plugd plugin" : info_.name, ": ", message, "\n");
+    const std::string line =
+        absl::StrCat("plugd plugin ", info_.name, ": ", message, "\n");
     internal::WriteAll(2, line);
     return kExitError;
   };
@@ -424,6 +424,11 @@ int Plugin::Serve() {
   }
 
   plugd::log::RouteGrpcLogs();
+  // Deliberately unbalanced: when the last gRPC object goes away, gRPC 1.51's
+  // grpc_shutdown() joins an executor thread that may sit in a poll for up to
+  // 10 s, which would delay the plugin's exit after a clean shutdown. Keeping
+  // one reference lets the process exit at once; the OS frees the rest.
+  grpc_init();
 
   {
     absl::MutexLock lock(&runtime_->mu_);
@@ -450,27 +455,20 @@ int Plugin::Serve() {
     return fail(absl::StrCat(plugd::kEnvSocket, ": ", s.message()));
   }
 
-  uint32_t version = 0;
+  // No list from the host means version 1 (docs/protocol.md, 1.2).
   const char* versions_env = std::getenv(plugd::kEnvProtocolVersions);
-  if (versions_env == nullptr || *versions_env == '\0') {
-    // go-plugin's behaviour: no list from the host means the plugin's own.
-    version = *std::max_element(info_.protocol_versions.begin(),
-                                info_.protocol_versions.end());
-  } else {
-    absl::StatusOr<std::vector<uint32_t>> host_versions =
-        plugd::ParseVersionList(versions_env);
-    if (!host_versions.ok()) {
-      return fail(absl::StrCat(plugd::kEnvProtocolVersions, ": ",
-                               host_versions.status().message()));
-    }
-    absl::StatusOr<uint32_t> negotiated =
-        plugd::NegotiateVersion(*host_versions, info_.protocol_versions);
-    if (!negotiated.ok()) {
-      return fail(absl::StrCat("no protocol version in common with the host: ",
-                               negotiated.status().message()));
-    }
-    version = *negotiated;
+  absl::StatusOr<std::vector<uint32_t>> host_versions =
+      versions_env == nullptr || *versions_env == '\0'
+          ? std::vector<uint32_t>{1}
+          : plugd::ParseVersionList(versions_env);
+  if (!host_versions.ok()) {
+    return fail(absl::StrCat(plugd::kEnvProtocolVersions, ": ",
+                             host_versions.status().message()));
   }
+  absl::StatusOr<uint32_t> negotiated =
+      plugd::NegotiateVersion(*host_versions, info_.protocol_versions);
+  if (!negotiated.ok()) return fail(negotiated.status().message());
+  const uint32_t version = *negotiated;
   runtime_->protocol_version.store(version);
 
   absl::StatusOr<int64_t> max_message = internal::EnvInt(

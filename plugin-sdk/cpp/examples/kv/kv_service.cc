@@ -8,9 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -58,14 +56,25 @@ KvService::KvService(std::string data_path, std::function<bool()> stopping)
     : path_(std::move(data_path)), stopping_(std::move(stopping)) {}
 
 absl::Status KvService::Load() {
-  std::ifstream in(path_, std::ios::binary);
-  if (!in) {
+  const int fd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
     if (errno == ENOENT) return absl::OkStatus();
     return ErrnoError("cannot open the data file", path_);
   }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string contents = buffer.str();
+  std::string contents;
+  char buffer[64 * 1024];
+  while (true) {
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status error = ErrnoError("cannot read the data file", path_);
+      close(fd);
+      return error;
+    }
+    if (n == 0) break;
+    contents.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
   auto corrupt = [this](absl::string_view why) {
     return absl::DataLossError(
         absl::StrCat("the data file ", path_, " is corrupt (", why,
