@@ -1014,11 +1014,15 @@ PluginProcess::PluginProcess(std::shared_ptr<Impl> impl)
     : impl_(std::move(impl)) {}
 
 PluginProcess::~PluginProcess() {
-  if (!impl_ || impl_->exit_status()) return;
+  if (!impl_) return;
   if (impl_->loop().InLoopThread()) {
     // Cannot block here; the stop goes on, holding the Impl alive.
-    impl_->AsyncStop(impl_->options().stop_grace, nullptr);
+    if (!impl_->exit_status()) {
+      impl_->AsyncStop(impl_->options().stop_grace, nullptr);
+    }
   } else {
+    // Also when it has exited: waits for a Shutdown call still in flight, so
+    // nothing is posted to the loop after the last PluginProcess is gone.
     Stop();
   }
 }
