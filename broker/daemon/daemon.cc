@@ -94,8 +94,7 @@ int ParseArgs(int argc, char** argv, Args* args) {
     } else if (arg == "--check") {
       args->check = true;
     } else {
-      std::cerr << "plugd: unknown or incomplete argument \"" << arg
-                << "\"\n\n"
+      std::cerr << "plugd: unknown or incomplete argument \"" << arg << "\"\n\n"
                 << kUsage;
       return 2;
     }
@@ -234,8 +233,8 @@ class Daemon {
     PLUGD_LOG(INFO) << "SIGHUP: reloading " << args_.config;
     absl::StatusOr<v1::BrokerConfig> config = LoadConfigFile(args_.config);
     std::map<std::string, SupervisedPluginSpec> specs;
-    absl::Status built = config.ok() ? BuildSpecs(*config, &specs)
-                                     : config.status();
+    absl::Status built =
+        config.ok() ? BuildSpecs(*config, &specs) : config.status();
     if (!built.ok()) {
       PLUGD_LOG(ERROR) << "reload refused, nothing changed: "
                        << built.message();

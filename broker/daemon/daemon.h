@@ -1,7 +1,8 @@
 // The plugd daemon: a Supervisor configured from a YAML file, the admin API
 // on a Unix socket, a reaper, signals (SIGHUP reloads, SIGTERM/SIGINT stop).
 //
-//   int main(int argc, char** argv) { return plugd::broker::DaemonMain(argc, argv); }
+//   int main(int argc, char** argv) { return plugd::broker::DaemonMain(argc,
+//   argv); }
 #ifndef PLUGD_BROKER_DAEMON_DAEMON_H_
 #define PLUGD_BROKER_DAEMON_DAEMON_H_
 

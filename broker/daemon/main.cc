@@ -1,4 +1,6 @@
 // plugd: the broker daemon. See docs/broker.md.
 #include "daemon.h"
 
-int main(int argc, char** argv) { return plugd::broker::DaemonMain(argc, argv); }
+int main(int argc, char** argv) {
+  return plugd::broker::DaemonMain(argc, argv);
+}

@@ -19,6 +19,7 @@
 #include <boost/process/v2/process.hpp>
 #include <cstdlib>
 #include <future>
+#include <thread>
 #include <memory>
 #include <string>
 #include <utility>
@@ -1008,6 +1009,20 @@ absl::StatusOr<std::shared_ptr<PluginProcess>> PluginProcess::Launch(
   PLUGD_LOG(DEBUG) << "plugin " << impl->options().name << " started (pid "
                    << impl->pid() << ") at " << impl->handshake().GrpcTarget();
   return std::shared_ptr<PluginProcess>(new PluginProcess(std::move(impl)));
+}
+
+void PluginProcess::AsyncLaunch(
+    EventLoop& loop, LaunchOptions options,
+    std::function<void(absl::StatusOr<std::shared_ptr<PluginProcess>>)> done) {
+  // The blocking part (waiting for the handshake, the connect check) runs on
+  // a short-lived thread of its own; the fork itself still happens on the
+  // loop thread (Launch posts it there), which owns the child.
+  std::thread([&loop, options = std::move(options),
+               done = std::move(done)]() mutable {
+    auto result = std::make_shared<absl::StatusOr<std::shared_ptr<PluginProcess>>>(
+        Launch(loop, std::move(options)));
+    loop.Post([result, done = std::move(done)] { done(std::move(*result)); });
+  }).detach();
 }
 
 PluginProcess::PluginProcess(std::shared_ptr<Impl> impl)

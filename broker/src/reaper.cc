@@ -24,7 +24,8 @@ namespace {
   // Out of the broker's process group, so a terminal's Ctrl-C (aimed at the
   // broker's group) does not take the reaper down first.
   setpgid(0, 0);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2}) {
+  for (int sig :
+       {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2}) {
     signal(sig, SIG_IGN);
   }
   // Nothing but the pipe stays open: no inherited sockets or files.

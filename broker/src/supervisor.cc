@@ -2,10 +2,10 @@
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
-#include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
 #include <algorithm>
@@ -179,7 +179,8 @@ class Tombstone : public grpc::CallbackGenericService {
  public:
   static std::unique_ptr<Tombstone> Raise(const std::string& path,
                                           std::string message) {
-    auto tombstone = std::unique_ptr<Tombstone>(new Tombstone(std::move(message)));
+    auto tombstone =
+        std::unique_ptr<Tombstone>(new Tombstone(std::move(message)));
     if (!PrepareSocketPath(path).ok()) return nullptr;
     grpc::ServerBuilder builder;
     builder.AddListeningPort(absl::StrCat("unix:", path),
@@ -518,7 +519,8 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       std::string message =
           absl::StrCat("plugin ", e.spec.launch.name, " is ", StateName(state));
       if (e.last_exit) {
-        absl::StrAppend(&message, "; its last process ", e.last_exit->ToString());
+        absl::StrAppend(&message, "; its last process ",
+                        e.last_exit->ToString());
       }
       if (!e.last_error.empty()) {
         absl::StrAppend(&message, "; last error: ", e.last_error);

@@ -49,6 +49,7 @@ int Usage(const std::string& error) {
 
 struct Args {
   std::vector<std::string> plugins;
+  std::string broker;
   bool list = false;
   bool verbose = false;
   absl::Duration timeout = absl::Seconds(30);
@@ -79,6 +80,11 @@ int ParseArgs(int argc, char** argv, Args* args) {
         return Usage("--plugin needs a path");
       }
       args->plugins.push_back(path);
+    } else if (arg == "--broker" || absl::StartsWith(arg, "--broker=")) {
+      if (!value("--broker", &args->broker) || args->broker.empty()) {
+        return Usage(
+            "--broker needs an address, e.g. unix:/tmp/plugd/admin.sock");
+      }
     } else if (arg == "--timeout" || absl::StartsWith(arg, "--timeout=")) {
       std::string text;
       if (!value("--timeout", &text)) return Usage("--timeout needs a value");
@@ -105,7 +111,9 @@ int ParseArgs(int argc, char** argv, Args* args) {
     args->function = argv[i++];
     for (; i < argc; ++i) args->function_args.push_back(argv[i]);
   }
-  if (args->plugins.empty()) return Usage("give at least one --plugin PATH");
+  if (args->plugins.empty() && args->broker.empty()) {
+    return Usage("give at least one --plugin PATH, or --broker ADDR");
+  }
   if (!args->list && args->function.empty()) {
     return Usage("give a FUNCTION to call, or --list");
   }
@@ -129,6 +137,12 @@ int Run(const Args& args) {
   if (!host.ok()) {
     std::cerr << "calc: " << host.status().message() << "\n";
     return 1;
+  }
+  if (!args.broker.empty()) {
+    if (auto attached = (*host)->AttachAll(args.broker); !attached.ok()) {
+      std::cerr << "calc: " << attached.status().message() << "\n";
+      return 1;
+    }
   }
   for (const std::string& path : args.plugins) {
     plugd::host::PluginOptions options;

@@ -1,18 +1,22 @@
 #include "plugd/host/host.h"
 
+#include <google/protobuf/descriptor.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 #include <grpcpp/support/client_interceptor.h>
 
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "plugd/broker/socket.h"
+#include "plugd/common/log.h"
 #include "plugd/common/status.h"
 #include "plugd/v1/plugin.grpc.pb.h"
 
@@ -39,14 +43,26 @@ std::string ProcessStateText(const std::string& name,
   return text;
 }
 
+std::string SupervisedStateText(const std::string& name,
+                                const absl::StatusOr<v1::PluginStatus>& s) {
+  if (!s.ok()) return absl::StrCat("plugin ", name, ": ", s.status().message());
+  std::string text = absl::StrCat("plugin ", name);
+  if (s->pid() > 0) absl::StrAppend(&text, " (pid ", s->pid(), ")");
+  absl::StrAppend(&text, " is ", broker::StateName(s->state()));
+  if (s->has_last_exit()) {
+    absl::StrAppend(&text, "; its last process ", s->last_exit().text());
+  }
+  return text;
+}
+
 // Rewrites failed calls' statuses so they say which plugin and why:
 //   UNAVAILABLE        -> names the plugin, its pid and how it exited;
 //   RESOURCE_EXHAUSTED -> for the message-size limit, names the option.
 class PluginStatusInterceptor : public Interceptor {
  public:
   PluginStatusInterceptor(std::string name,
-                          std::weak_ptr<broker::PluginProcess> process)
-      : name_(std::move(name)), process_(std::move(process)) {}
+                          std::function<std::string()> state_text)
+      : name_(std::move(name)), state_text_(std::move(state_text)) {}
 
   void Intercept(InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
@@ -59,55 +75,112 @@ class PluginStatusInterceptor : public Interceptor {
  private:
   void Rewrite(grpc::Status* status) {
     if (status == nullptr || status->ok()) return;
+    const std::string prefix = absl::StrCat("plugin ", name_);
     if (status->error_code() == grpc::StatusCode::UNAVAILABLE) {
-      std::shared_ptr<broker::PluginProcess> process = process_.lock();
-      if (process == nullptr) return;
-      if (process->running()) process->WaitForExit(kExitNoticeWait);
-      std::string state = ProcessStateText(name_, *process);
-      if (!process->running()) {
-        *status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                               absl::StrCat(state, "; the call failed: ",
-                                            status->error_message()));
-      } else {
-        *status =
-            grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                         absl::StrCat(state, " is running but did not answer: ",
-                                      status->error_message()));
-      }
+      // A supervisor's tombstone already says which plugin and why.
+      if (absl::StartsWith(status->error_message(), prefix)) return;
+      *status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                             absl::StrCat(state_text_(), "; the call failed: ",
+                                          status->error_message()));
     } else if (status->error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
                absl::StrContains(status->error_message(), "larger than max")) {
       *status = grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("plugin ", name_, ": ", status->error_message(),
+          absl::StrCat(prefix, ": ", status->error_message(),
                        "; the limit is set by PluginOptions::max_message_bytes "
                        "(PLUGD_MAX_MESSAGE_BYTES in the plugin)"));
     }
   }
 
   const std::string name_;
-  const std::weak_ptr<broker::PluginProcess> process_;
+  const std::function<std::string()> state_text_;
 };
 
 class PluginStatusInterceptorFactory
     : public ClientInterceptorFactoryInterface {
  public:
   PluginStatusInterceptorFactory(std::string name,
-                                 std::weak_ptr<broker::PluginProcess> process)
-      : name_(std::move(name)), process_(std::move(process)) {}
+                                 std::function<std::string()> state_text)
+      : name_(std::move(name)), state_text_(std::move(state_text)) {}
 
-  Interceptor* CreateClientInterceptor(ClientRpcInfo* info) override {
-    return new PluginStatusInterceptor(name_, process_);
+  Interceptor* CreateClientInterceptor(ClientRpcInfo*) override {
+    return new PluginStatusInterceptor(name_, state_text_);
   }
 
  private:
   const std::string name_;
-  const std::weak_ptr<broker::PluginProcess> process_;
+  const std::function<std::string()> state_text_;
 };
 
+// "1.5s" for a service config.
+std::string JsonDuration(absl::Duration d) {
+  return absl::StrCat(absl::ToDoubleSeconds(d), "s");
+}
+
+// The methods of `services` (full names) that their protos mark idempotent or
+// free of side effects, plus `extra` ("pkg.Service/Method" or with a leading
+// "/"), grouped by service.
+std::map<std::string, std::set<std::string>> IdempotentMethods(
+    const std::vector<std::string>& services,
+    const std::vector<std::string>& extra) {
+  std::map<std::string, std::set<std::string>> out;
+  const google::protobuf::DescriptorPool* pool =
+      google::protobuf::DescriptorPool::generated_pool();
+  for (const std::string& name : services) {
+    const google::protobuf::ServiceDescriptor* service =
+        pool->FindServiceByName(name);
+    if (service == nullptr) continue;  // no stubs for it in this host
+    for (int i = 0; i < service->method_count(); ++i) {
+      const google::protobuf::MethodDescriptor* m = service->method(i);
+      if (m->options().idempotency_level() !=
+          google::protobuf::MethodOptions::IDEMPOTENCY_UNKNOWN) {
+        out[name].insert(m->name());
+      }
+    }
+  }
+  for (absl::string_view method : extra) {
+    absl::ConsumePrefix(&method, "/");
+    std::pair<std::string, std::string> parts =
+        absl::StrSplit(method, absl::MaxSplits('/', 1));
+    if (!parts.first.empty() && !parts.second.empty()) {
+      out[parts.first].insert(parts.second);
+    }
+  }
+  return out;
+}
+
+// The service config of a supervised plugin's channel: every call waits for
+// the plugin (it may be restarting) up to `timeout`; idempotent methods are
+// retried when the plugin dies under them.
+std::string ServiceConfig(
+    const std::map<std::string, std::set<std::string>>& idempotent,
+    absl::Duration timeout) {
+  std::string config = absl::StrCat(
+      R"({"methodConfig":[{"name":[{}],"waitForReady":true,"timeout":")",
+      JsonDuration(timeout), R"("})");
+  std::vector<std::string> names;
+  for (const auto& [service, methods] : idempotent) {
+    for (const auto& method : methods) {
+      names.push_back(absl::StrCat(R"({"service":")", service,
+                                   R"(","method":")", method, R"("})"));
+    }
+  }
+  if (!names.empty()) {
+    absl::StrAppend(
+        &config, R"(,{"name":[)", absl::StrJoin(names, ","),
+        R"(],"waitForReady":true,"timeout":")", JsonDuration(timeout),
+        R"(","retryPolicy":{"maxAttempts":5,"initialBackoff":"0.01s",)",
+        R"("maxBackoff":"0.1s","backoffMultiplier":2,)",
+        R"("retryableStatusCodes":["UNAVAILABLE"]}})");
+  }
+  absl::StrAppend(&config, "]}");
+  return config;
+}
+
 std::shared_ptr<grpc::Channel> MakeChannel(
-    const std::string& name,
-    const std::shared_ptr<broker::PluginProcess>& process,
-    int64_t max_message_bytes) {
+    const std::string& name, const std::string& target,
+    int64_t max_message_bytes, std::function<std::string()> state_text,
+    const std::string& service_config) {
   grpc::ChannelArguments args;
   const int limit = static_cast<int>(
       std::min<int64_t>(max_message_bytes, std::numeric_limits<int>::max()));
@@ -120,16 +193,58 @@ std::shared_ptr<grpc::Channel> MakeChannel(
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
   // Each plugin gets its own connection, never shared with another channel.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (!service_config.empty()) {
+    args.SetServiceConfigJSON(service_config);
+    args.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);
+  }
   std::vector<std::unique_ptr<ClientInterceptorFactoryInterface>> factories;
-  factories.push_back(
-      std::make_unique<PluginStatusInterceptorFactory>(name, process));
+  factories.push_back(std::make_unique<PluginStatusInterceptorFactory>(
+      name, std::move(state_text)));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
-      process->handshake().GrpcTarget(), grpc::InsecureChannelCredentials(),
-      args, std::move(factories));
+      target, grpc::InsecureChannelCredentials(), args, std::move(factories));
 }
 
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+// The services a plugin serves (Control/Describe), waiting for it if needed.
+std::vector<std::string> ServicesOf(const std::string& target,
+                                    absl::Duration timeout) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto channel = grpc::CreateCustomChannel(
+      target, grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::Control::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_wait_for_ready(true);
+  SetDeadline(&context, timeout);
+  v1::DescribeResponse response;
+  if (!stub->Describe(&context, v1::DescribeRequest(), &response).ok()) {
+    return {v1::Control::service_full_name(),
+            v1::Functions::service_full_name()};
+  }
+  return {response.services().begin(), response.services().end()};
+}
+
+std::shared_ptr<v1::Broker::Stub> BrokerStub(const std::string& address) {
+  std::string target = address;
+  if (!absl::StartsWith(target, "unix:")) target = "unix:" + target;
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return v1::Broker::NewStub(grpc::CreateCustomChannel(
+      target, grpc::InsecureChannelCredentials(), args));
+}
+
+absl::Status BrokerError(const grpc::Status& status,
+                         const std::string& address) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot reach the plugd broker at ", address, ": ",
+        status.error_message(),
+        "; is plugd running? (plugd --config FILE --admin ", address, ")"));
+  }
+  return FromGrpcStatus(status);
 }
 
 }  // namespace
@@ -145,37 +260,83 @@ std::string DefaultPluginName(const std::string& executable) {
 // ---------------------------------------------------------------- Plugin ---
 
 Plugin::Plugin(std::string name, std::shared_ptr<broker::PluginProcess> process,
-               std::shared_ptr<grpc::Channel> channel)
+               broker::Supervisor* supervisor,
+               std::shared_ptr<v1::Broker::Stub> broker, std::string target,
+               uint32_t protocol_version)
     : name_(std::move(name)),
       process_(std::move(process)),
-      channel_(std::move(channel)) {}
+      supervisor_(supervisor),
+      broker_(std::move(broker)),
+      target_(std::move(target)),
+      protocol_version_(protocol_version) {}
 
 Plugin::~Plugin() = default;
 
-pid_t Plugin::pid() const { return process_->pid(); }
-
-std::string Plugin::target() const {
-  return process_->handshake().GrpcTarget();
+absl::StatusOr<v1::PluginStatus> Plugin::SupervisedStatus() const {
+  if (supervisor_ != nullptr) return supervisor_->Get(name_);
+  if (broker_ != nullptr) {
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Seconds(5));
+    v1::GetPluginRequest request;
+    request.set_name(name_);
+    v1::PluginStatus status;
+    grpc::Status s = broker_->Get(&context, request, &status);
+    if (!s.ok()) return FromGrpcStatus(s);
+    return status;
+  }
+  return absl::FailedPreconditionError("not a supervised plugin");
 }
 
-uint32_t Plugin::protocol_version() const {
-  return process_->handshake().app_version;
+pid_t Plugin::pid() const {
+  if (process_) return process_->running() ? process_->pid() : 0;
+  absl::StatusOr<v1::PluginStatus> status = SupervisedStatus();
+  return status.ok() ? static_cast<pid_t>(status->pid()) : 0;
 }
 
-bool Plugin::running() const { return process_->running(); }
+std::string Plugin::target() const { return target_; }
+
+uint32_t Plugin::protocol_version() const { return protocol_version_; }
+
+bool Plugin::running() const {
+  if (process_) return process_->running();
+  absl::StatusOr<v1::PluginStatus> status = SupervisedStatus();
+  return status.ok() && status->pid() > 0;
+}
 
 std::optional<ExitStatus> Plugin::exit_status() const {
-  return process_->exit_status();
+  if (process_) return process_->exit_status();
+  absl::StatusOr<v1::PluginStatus> status = SupervisedStatus();
+  if (!status.ok() || status->pid() > 0 || !status->has_last_exit()) {
+    return std::nullopt;
+  }
+  ExitStatus exit;
+  exit.signaled = status->last_exit().signaled();
+  exit.code = status->last_exit().code();
+  exit.signal = status->last_exit().signal();
+  return exit;
 }
 
 std::optional<ExitStatus> Plugin::WaitForExit(absl::Duration timeout) {
-  return process_->WaitForExit(timeout);
+  if (process_) return process_->WaitForExit(timeout);
+  if (supervisor_ != nullptr) {
+    supervisor_
+        ->WaitForState(name_,
+                       {v1::PLUGIN_STATE_BACKING_OFF, v1::PLUGIN_STATE_FAILED,
+                        v1::PLUGIN_STATE_STOPPED},
+                       timeout)
+        .IgnoreError();
+  }
+  return exit_status();
 }
 
-broker::OutputCapture& Plugin::output() { return process_->output(); }
+broker::OutputCapture& Plugin::output() {
+  if (process_) return process_->output();
+  return *logs_;
+}
 
 std::string Plugin::StateText() const {
-  return ProcessStateText(name_, *process_);
+  if (process_) return ProcessStateText(name_, *process_);
+  return SupervisedStateText(name_, SupervisedStatus());
 }
 
 absl::StatusOr<v1::DescribeResponse> Plugin::Describe(absl::Duration timeout) {
@@ -226,29 +387,96 @@ absl::StatusOr<google::protobuf::Value> Plugin::Call(
   return std::move(*response.mutable_result());
 }
 
-absl::StatusOr<ExitStatus> Plugin::Stop() { return process_->Stop(); }
+absl::StatusOr<ExitStatus> Plugin::Stop() {
+  if (process_) return process_->Stop();
+  if (supervisor_ != nullptr) {
+    PLUGD_ASSIGN_OR_RETURN(v1::PluginStatus status, supervisor_->Stop(name_));
+    ExitStatus exit;
+    exit.signaled = status.last_exit().signaled();
+    exit.code = status.last_exit().code();
+    exit.signal = status.last_exit().signal();
+    return exit;
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "plugin ", name_,
+      " is supervised by the plugd daemon; stop it with `plugctl stop ", name_,
+      "`"));
+}
 
 // ------------------------------------------------------------------ Host ---
 
 absl::StatusOr<std::unique_ptr<Host>> Host::Create(HostOptions options) {
   log::RouteGrpcLogs();
+  std::unique_ptr<Host> host;
   if (!options.socket_dir.empty()) {
-    return std::unique_ptr<Host>(new Host(options.socket_dir, false));
+    host.reset(new Host(options.socket_dir, false));
+  } else {
+    PLUGD_ASSIGN_OR_RETURN(std::string dir, broker::MakeSocketDir());
+    host.reset(new Host(std::move(dir), true));
   }
-  PLUGD_ASSIGN_OR_RETURN(std::string dir, broker::MakeSocketDir());
-  return std::unique_ptr<Host>(new Host(std::move(dir), true));
+  if (!options.admin_address.empty()) {
+    PLUGD_RETURN_IF_ERROR(host->StartAdmin(options.admin_address));
+  }
+  return host;
 }
 
 Host::Host(std::string socket_dir, bool owns_socket_dir)
     : socket_dir_(std::move(socket_dir)), owns_socket_dir_(owns_socket_dir) {}
 
 Host::~Host() {
+  std::unique_ptr<broker::AdminServer> admin;
+  std::unique_ptr<broker::Supervisor> supervisor;
+  {
+    absl::MutexLock lock(&mu_);
+    admin = std::move(admin_);
+    supervisor = std::move(supervisor_);
+  }
+  if (admin) admin->Shutdown();
   StopAll();
   {
     absl::MutexLock lock(&mu_);
     plugins_.clear();
   }
+  supervisor.reset();
   if (owns_socket_dir_) broker::RemoveSocketDir(socket_dir_);
+}
+
+absl::Status Host::EnsureSupervisor() {
+  if (supervisor_ == nullptr) {
+    supervisor_ = std::make_unique<broker::Supervisor>();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Host::StartAdmin(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  PLUGD_RETURN_IF_ERROR(EnsureSupervisor());
+  PLUGD_ASSIGN_OR_RETURN(admin_,
+                         broker::AdminServer::Start(*supervisor_, address));
+  return absl::OkStatus();
+}
+
+broker::Supervisor* Host::supervisor() const {
+  absl::MutexLock lock(&mu_);
+  return supervisor_.get();
+}
+
+std::string Host::admin_address() const {
+  absl::MutexLock lock(&mu_);
+  return admin_ ? admin_->address() : "";
+}
+
+absl::Status Host::CheckNameFree(const std::string& name) const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& plugin : plugins_) {
+    if (plugin->name() == name) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "launch: a plugin named ", name,
+          " is already launched by this host; give PluginOptions::name a "
+          "unique value"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<Plugin>> Host::Launch(PluginOptions options) {
@@ -260,39 +488,154 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Launch(PluginOptions options) {
   std::string name = options.name.empty()
                          ? DefaultPluginName(options.command[0])
                          : options.name;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& plugin : plugins_) {
-      if (plugin->name() == name) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "launch: a plugin named ", name,
-            " is already launched by this host; give PluginOptions::name a "
-            "unique value"));
-      }
-    }
-  }
+  PLUGD_RETURN_IF_ERROR(CheckNameFree(name));
   broker::LaunchOptions launch;
   launch.name = name;
-  launch.command = std::move(options.command);
-  launch.env = std::move(options.env);
+  launch.command = options.command;
+  launch.env = options.env;
   launch.inherit_environment = options.inherit_environment;
-  launch.working_dir = std::move(options.working_dir);
+  launch.working_dir = options.working_dir;
   launch.socket_path = absl::StrCat(socket_dir_, "/", name, ".sock");
-  launch.protocol_versions = std::move(options.protocol_versions);
+  launch.protocol_versions = options.protocol_versions;
   launch.start_timeout = options.start_timeout;
   launch.stop_grace = options.stop_grace;
   launch.max_message_bytes = options.max_message_bytes;
-  launch.output = std::move(options.output);
+  launch.output = options.output;
+  if (options.supervision) {
+    return LaunchSupervised(name, std::move(launch), options);
+  }
   PLUGD_ASSIGN_OR_RETURN(
       std::shared_ptr<broker::PluginProcess> process,
       broker::PluginProcess::Launch(loop_, std::move(launch)));
-  std::shared_ptr<grpc::Channel> channel =
-      MakeChannel(name, process, options.max_message_bytes);
-  std::shared_ptr<Plugin> plugin(
-      new Plugin(name, std::move(process), std::move(channel)));
+  PLUGD_LOG(INFO) << "launched plugin " << name << " (pid " << process->pid()
+                  << ") at " << process->handshake().GrpcTarget();
+  std::shared_ptr<Plugin> plugin(new Plugin(name, process, nullptr, nullptr,
+                                            process->handshake().GrpcTarget(),
+                                            process->handshake().app_version));
+  std::weak_ptr<broker::PluginProcess> weak = process;
+  plugin->channel_ = MakeChannel(
+      name, plugin->target_, options.max_message_bytes,
+      [name, weak]() -> std::string {
+        std::shared_ptr<broker::PluginProcess> p = weak.lock();
+        if (p == nullptr) return absl::StrCat("plugin ", name);
+        if (p->running()) p->WaitForExit(kExitNoticeWait);
+        std::string text = ProcessStateText(name, *p);
+        if (p->running())
+          absl::StrAppend(&text, " is running but did not answer");
+        return text;
+      },
+      "");
   absl::MutexLock lock(&mu_);
   plugins_.push_back(plugin);
   return plugin;
+}
+
+absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
+    const std::string& name, broker::LaunchOptions launch,
+    const PluginOptions& options) {
+  broker::Supervisor* supervisor;
+  {
+    absl::MutexLock lock(&mu_);
+    PLUGD_RETURN_IF_ERROR(EnsureSupervisor());
+    supervisor = supervisor_.get();
+  }
+  broker::SupervisedPluginSpec spec;
+  spec.launch = std::move(launch);
+  const SupervisionOptions& s = *options.supervision;
+  spec.restart = s.restart;
+  spec.backoff = s.backoff;
+  spec.max_restarts = s.max_restarts;
+  spec.restart_window = s.restart_window;
+  spec.health_interval = s.health_interval;
+  spec.unhealthy_timeout = s.unhealthy_timeout;
+  spec.liveness_timeout = s.liveness_timeout;
+  spec.autostart = false;
+  const std::string target = absl::StrCat("unix:", spec.launch.socket_path);
+  PLUGD_RETURN_IF_ERROR(supervisor->Add(spec));
+  absl::StatusOr<v1::PluginStatus> started = supervisor->Start(name);
+  if (!started.ok()) {
+    supervisor->Remove(name).IgnoreError();
+    return started.status();
+  }
+  std::shared_ptr<Plugin> plugin(new Plugin(
+      name, nullptr, supervisor, nullptr, target, started->protocol_version()));
+  PLUGD_ASSIGN_OR_RETURN(plugin->logs_, supervisor->Logs(name));
+  std::string config =
+      ServiceConfig(IdempotentMethods(ServicesOf(target, options.start_timeout),
+                                      options.idempotent_methods),
+                    options.call_timeout);
+  plugin->channel_ = MakeChannel(
+      name, target, options.max_message_bytes,
+      [name, supervisor] {
+        return SupervisedStateText(name, supervisor->Get(name));
+      },
+      config);
+  // When the plugin is ready again, connect at once instead of waiting out
+  // the channel's reconnect backoff.
+  std::weak_ptr<grpc::Channel> channel = plugin->channel_;
+  supervisor->SubscribeEvents([name, channel](const v1::Event& event) {
+    if (event.plugin() != name || event.type() != v1::EVENT_TYPE_READY) return;
+    if (auto c = channel.lock()) {
+      grpc::experimental::ChannelResetConnectionBackoff(c.get());
+    }
+  });
+  PLUGD_LOG(INFO) << "launched supervised plugin " << name << " (pid "
+                  << started->pid() << ") at " << target;
+  absl::MutexLock lock(&mu_);
+  plugins_.push_back(plugin);
+  return plugin;
+}
+
+absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
+    const std::string& broker_address, const std::string& name,
+    AttachOptions options) {
+  PLUGD_RETURN_IF_ERROR(CheckNameFree(name));
+  std::shared_ptr<v1::Broker::Stub> broker = BrokerStub(broker_address);
+  grpc::ClientContext context;
+  SetDeadline(&context, options.broker_timeout);
+  v1::ResolveRequest request;
+  request.set_name(name);
+  v1::ResolveResponse resolved;
+  grpc::Status status = broker->Resolve(&context, request, &resolved);
+  if (!status.ok()) return BrokerError(status, broker_address);
+  std::shared_ptr<Plugin> plugin(new Plugin(name, nullptr, nullptr, broker,
+                                            resolved.address(),
+                                            resolved.protocol_version()));
+  plugin->logs_ =
+      std::make_shared<broker::OutputCapture>(name, broker::OutputOptions());
+  std::string config = ServiceConfig(
+      IdempotentMethods(ServicesOf(resolved.address(), options.call_timeout),
+                        options.idempotent_methods),
+      options.call_timeout);
+  Plugin* raw = plugin.get();
+  plugin->channel_ = MakeChannel(
+      name, resolved.address(),
+      resolved.max_message_bytes() > 0 ? resolved.max_message_bytes()
+                                       : kDefaultMaxMessageBytes,
+      [name, raw] {
+        return SupervisedStateText(name, raw->SupervisedStatus());
+      },
+      config);
+  absl::MutexLock lock(&mu_);
+  plugins_.push_back(plugin);
+  return plugin;
+}
+
+absl::StatusOr<std::vector<std::shared_ptr<Plugin>>> Host::AttachAll(
+    const std::string& broker_address, AttachOptions options) {
+  std::shared_ptr<v1::Broker::Stub> broker = BrokerStub(broker_address);
+  grpc::ClientContext context;
+  SetDeadline(&context, options.broker_timeout);
+  v1::ListPluginsResponse list;
+  grpc::Status status = broker->List(&context, v1::ListPluginsRequest(), &list);
+  if (!status.ok()) return BrokerError(status, broker_address);
+  std::vector<std::shared_ptr<Plugin>> out;
+  for (const v1::PluginStatus& p : list.plugins()) {
+    PLUGD_ASSIGN_OR_RETURN(std::shared_ptr<Plugin> plugin,
+                           Attach(broker_address, p.name(), options));
+    out.push_back(std::move(plugin));
+  }
+  return out;
 }
 
 absl::StatusOr<std::shared_ptr<Plugin>> Host::Find(
@@ -334,15 +677,21 @@ Host::FindFunction(const std::string& function) {
 
 void Host::StopAll() {
   std::vector<std::shared_ptr<Plugin>> plugins = this->plugins();
-  // Stop them all at once: each stop is bounded by its grace, so the whole
-  // takes as long as the slowest plugin, not the sum.
-  absl::BlockingCounter pending(static_cast<int>(plugins.size()));
+  // Bare plugins stop all at once: each stop is bounded by its grace, so the
+  // whole takes as long as the slowest plugin, not the sum.
+  std::vector<std::shared_ptr<Plugin>> bare;
   for (const auto& plugin : plugins) {
+    if (plugin->process_) bare.push_back(plugin);
+  }
+  absl::BlockingCounter pending(static_cast<int>(bare.size()));
+  for (const auto& plugin : bare) {
     plugin->process_->AsyncStop(std::nullopt, [&pending](const ExitStatus&) {
       pending.DecrementCount();
     });
   }
   pending.Wait();
+  broker::Supervisor* supervisor = this->supervisor();
+  if (supervisor != nullptr) supervisor->StopAll();
 }
 
 }  // namespace plugd::host

@@ -112,6 +112,13 @@ class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
   static absl::StatusOr<std::shared_ptr<PluginProcess>> Launch(
       EventLoop& loop, LaunchOptions options);
 
+  // The same without blocking: `done` runs on the loop thread with the
+  // result. Callable from any thread, the loop's included. The caller must
+  // keep `loop` alive until `done` has run.
+  static void AsyncLaunch(
+      EventLoop& loop, LaunchOptions options,
+      std::function<void(absl::StatusOr<std::shared_ptr<PluginProcess>>)> done);
+
   ~PluginProcess();
 
   PluginProcess(const PluginProcess&) = delete;

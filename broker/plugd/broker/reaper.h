@@ -11,8 +11,9 @@
 //   int main() {
 //     auto reaper = plugd::broker::Reaper::Start();   // first thing in main
 //     ...
-//     supervisor_options.on_group_started = [&](pid_t g) { (*reaper)->Track(g); };
-//     supervisor_options.on_group_gone = [&](pid_t g) { (*reaper)->Untrack(g); };
+//     supervisor_options.on_group_started = [&](pid_t g) { (*reaper)->Track(g);
+//     }; supervisor_options.on_group_gone = [&](pid_t g) {
+//     (*reaper)->Untrack(g); };
 //   }
 #ifndef PLUGD_BROKER_REAPER_H_
 #define PLUGD_BROKER_REAPER_H_

@@ -41,14 +41,33 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "plugd/broker/admin.h"
 #include "plugd/broker/event_loop.h"
 #include "plugd/broker/launcher.h"
 #include "plugd/broker/output.h"
+#include "plugd/broker/supervisor.h"
+#include "plugd/v1/broker.grpc.pb.h"
 #include "plugd/v1/plugin.pb.h"
 
 namespace plugd::host {
 
 using broker::ExitStatus;
+
+// Supervision for a plugin launched by a host (embedded mode): the host's own
+// supervisor restarts it per policy, at the same address, and calls made
+// while it restarts wait for it. Fields as in the daemon's config
+// (docs/config.md).
+struct SupervisionOptions {
+  // always (default) | on-failure | never.
+  v1::RestartPolicy restart = v1::RESTART_POLICY_ALWAYS;
+  broker::BackoffPolicy backoff;
+  // More than this many restarts within restart_window: failed. 0: no limit.
+  uint32_t max_restarts = 5;
+  absl::Duration restart_window = absl::Seconds(60);
+  absl::Duration health_interval = absl::Seconds(1);
+  absl::Duration unhealthy_timeout = absl::Seconds(5);
+  absl::Duration liveness_timeout = absl::Seconds(5);
+};
 
 // How to launch one plugin. Only `command` is required.
 struct PluginOptions {
@@ -80,6 +99,27 @@ struct PluginOptions {
   int64_t max_message_bytes = kDefaultMaxMessageBytes;
   // Output capture limits; lines go to plugd's log as "[name] line".
   broker::OutputOptions output;
+  // When set, the plugin runs under the host's embedded supervisor instead
+  // of as a bare child: it is restarted per policy at the same address, and
+  // the channel waits for it (up to each call's deadline) while it restarts.
+  std::optional<SupervisionOptions> supervision;
+  // Methods that may be retried when the plugin dies under a call, as
+  // "package.Service/Method", besides those its proto marks with
+  // `option idempotency_level`. Used for supervised and attached plugins.
+  std::vector<std::string> idempotent_methods;
+  // For supervised and attached plugins: the longest any call may wait,
+  // including waiting for a restart (the service config's timeout; a call's
+  // own shorter deadline wins). Default 30 s.
+  absl::Duration call_timeout = absl::Seconds(30);
+};
+
+// How to attach to a plugin supervised by a running plugd daemon.
+struct AttachOptions {
+  // See PluginOptions::idempotent_methods and call_timeout.
+  std::vector<std::string> idempotent_methods;
+  absl::Duration call_timeout = absl::Seconds(30);
+  // Deadline of the calls to the broker itself. Default 10 s.
+  absl::Duration broker_timeout = absl::Seconds(10);
 };
 
 // Host-wide settings.
@@ -89,6 +129,9 @@ struct HostOptions {
   // removed when the Host is destroyed. A directory given here must exist and
   // is not removed.
   std::string socket_dir;
+  // When set ("unix:/path"), the host serves the broker admin API for its
+  // supervised plugins there, so `plugctl --broker ADDR` works against it.
+  std::string admin_address;
 };
 
 // A launched plugin. Obtained from Host::Launch; thread-safe.
@@ -99,6 +142,7 @@ class Plugin {
   Plugin& operator=(const Plugin&) = delete;
 
   const std::string& name() const { return name_; }
+  // The current process id; 0 when none runs.
   pid_t pid() const;
   // The plugin's gRPC target, e.g. "unix:/tmp/plugd-0/Ab12/random.sock".
   std::string target() const;
@@ -110,6 +154,11 @@ class Plugin {
   // died, a failing call's UNAVAILABLE status names the plugin, its pid and
   // how it exited.
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  // For supervised and attached plugins the channel's service config makes
+  // calls wait for the plugin while it restarts (up to their deadline and
+  // call_timeout) and retries methods marked idempotent if the plugin dies
+  // under them; calls to a stopped or failed plugin fail fast with
+  // UNAVAILABLE saying why.
 
   // plugd.v1.Control/Describe.
   absl::StatusOr<v1::DescribeResponse> Describe(
@@ -133,23 +182,38 @@ class Plugin {
   bool running() const;
   // How the process ended; empty while it runs.
   std::optional<ExitStatus> exit_status() const;
-  // Blocks until the process exits or `timeout` passes.
+  // Blocks until the process exits or `timeout` passes. For supervised
+  // plugins: until it leaves the running states (crashed, stopped, failed).
   std::optional<ExitStatus> WaitForExit(absl::Duration timeout);
   // The plugin's captured output (stderr, and stdout after the handshake).
   broker::OutputCapture& output();
 
   // "plugin random (pid 4242)" or, once exited,
-  // "plugin random (pid 4242) killed by signal 9 (SIGKILL)".
+  // "plugin random (pid 4242) killed by signal 9 (SIGKILL)"; for supervised
+  // and attached plugins their state ("plugin random is failed; ...").
   std::string StateText() const;
+
+  // True for plugins run by a supervisor (the host's own, or plugd's).
+  bool supervised() const { return process_ == nullptr; }
 
  private:
   friend class Host;
   Plugin(std::string name, std::shared_ptr<broker::PluginProcess> process,
-         std::shared_ptr<grpc::Channel> channel);
+         broker::Supervisor* supervisor,
+         std::shared_ptr<v1::Broker::Stub> broker, std::string target,
+         uint32_t protocol_version);
+
+  absl::StatusOr<v1::PluginStatus> SupervisedStatus() const;
 
   const std::string name_;
-  const std::shared_ptr<broker::PluginProcess> process_;
-  const std::shared_ptr<grpc::Channel> channel_;
+  // Exactly one of these three says who runs the process.
+  const std::shared_ptr<broker::PluginProcess> process_;  // this host, bare
+  broker::Supervisor* const supervisor_;            // this host's supervisor
+  const std::shared_ptr<v1::Broker::Stub> broker_;  // a plugd daemon
+  const std::string target_;
+  const uint32_t protocol_version_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<broker::OutputCapture> logs_;
 };
 
 // Launches and owns plugins. Destroying a Host stops all its plugins.
@@ -162,8 +226,26 @@ class Host {
 
   // Launches a plugin and waits for it to be ready (handshake + connectable).
   // Blocking, bounded by start_timeout. Errors say what the plugin did (see
-  // broker::PluginProcess::Launch); ALREADY_EXISTS for a name in use.
+  // broker::PluginProcess::Launch); ALREADY_EXISTS for a name in use. With
+  // options.supervision the plugin runs under this host's supervisor.
   absl::StatusOr<std::shared_ptr<Plugin>> Launch(PluginOptions options);
+
+  // Attaches to plugin `name` supervised by the plugd daemon at
+  // `broker_address` (Resolve over the admin API). UNAVAILABLE, naming the
+  // address, when the broker cannot be reached; NOT_FOUND (with the known
+  // names) for an unknown plugin.
+  absl::StatusOr<std::shared_ptr<Plugin>> Attach(
+      const std::string& broker_address, const std::string& name,
+      AttachOptions options = {});
+  // Attaches to every plugin the daemon supervises.
+  absl::StatusOr<std::vector<std::shared_ptr<Plugin>>> AttachAll(
+      const std::string& broker_address, AttachOptions options = {});
+
+  // The embedded supervisor (created by the first supervised launch, or by
+  // HostOptions::admin_address); null if none.
+  broker::Supervisor* supervisor() const;
+  // The address the embedded admin API listens on; empty if none.
+  std::string admin_address() const;
 
   // The plugin called `name`; NOT_FOUND lists the known names.
   absl::StatusOr<std::shared_ptr<Plugin>> Find(const std::string& name) const;
@@ -184,10 +266,19 @@ class Host {
  private:
   Host(std::string socket_dir, bool owns_socket_dir);
 
+  absl::Status CheckNameFree(const std::string& name) const;
+  absl::StatusOr<std::shared_ptr<Plugin>> LaunchSupervised(
+      const std::string& name, broker::LaunchOptions launch,
+      const PluginOptions& options);
+  absl::Status EnsureSupervisor() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StartAdmin(const std::string& address);
+
   const std::string socket_dir_;
   const bool owns_socket_dir_;
   broker::EventLoop loop_;
   mutable absl::Mutex mu_;
+  std::unique_ptr<broker::Supervisor> supervisor_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<broker::AdminServer> admin_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Plugin>> plugins_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -1,0 +1,298 @@
+// Integration tests of the host library with real plugin processes.
+#include "plugd/host/host.h"
+
+#include <signal.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kv/v1/kv.grpc.pb.h"
+#include "plugd/common/value.h"
+#include "test_util.h"
+
+namespace plugd::host {
+namespace {
+
+using ::plugd::testing::Bin;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+class HostTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto host = Host::Create();
+    ASSERT_TRUE(host.ok()) << host.status();
+    host_ = std::move(*host);
+  }
+
+  std::shared_ptr<Plugin> MustLaunch(PluginOptions options) {
+    auto plugin = host_->Launch(std::move(options));
+    EXPECT_TRUE(plugin.ok()) << plugin.status();
+    return plugin.ok() ? *plugin : nullptr;
+  }
+
+  std::shared_ptr<Plugin> MustLaunch(const std::string& binary) {
+    PluginOptions options;
+    options.command = {Bin(binary)};
+    return MustLaunch(options);
+  }
+
+  absl::Status LaunchRaw(const std::string& mode,
+                         absl::Duration start_timeout = absl::Seconds(10)) {
+    PluginOptions options;
+    options.command = {Bin("plugd-test-raw"), "--mode=" + mode};
+    options.name = "raw-" + mode;
+    options.start_timeout = start_timeout;
+    return host_->Launch(options).status();
+  }
+
+  std::unique_ptr<Host> host_;
+};
+
+TEST_F(HostTest, CallsFunctionsByName) {
+  auto random = MustLaunch("plugd-random");
+  auto arith = MustLaunch("plugd-arith");
+  ASSERT_NE(random, nullptr);
+  ASSERT_NE(arith, nullptr);
+  EXPECT_EQ(random->name(), "random");
+  EXPECT_EQ(arith->name(), "arith");
+
+  for (int i = 0; i < 20; ++i) {
+    auto n = random->Call("random", {NumberValue(3), NumberValue(5)});
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_GE(n->number_value(), 3);
+    EXPECT_LE(n->number_value(), 5);
+  }
+  auto sum = arith->Call("add", {NumberValue(1), NumberValue(2.5)});
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->number_value(), 3.5);
+
+  auto found = host_->FindFunction("div");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->first, arith);
+  EXPECT_EQ(found->second.name(), "div");
+}
+
+TEST_F(HostTest, FunctionErrorsAreClear) {
+  auto arith = MustLaunch("plugd-arith");
+  ASSERT_NE(arith, nullptr);
+  auto zero = arith->Call("div", {NumberValue(1), NumberValue(0)});
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(zero.status().message()),
+              HasSubstr("division by zero"));
+
+  auto bad = arith->Call("sub", {NumberValue(1), StringValue("two")});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()),
+              AllOf(HasSubstr("sub"), HasSubstr("two")));
+
+  auto unknown = arith->Call("frobnicate", {});
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(
+      std::string(unknown.status().message()),
+      AllOf(HasSubstr("frobnicate"), HasSubstr("add"), HasSubstr("div")));
+
+  auto missing = host_->FindFunction("frobnicate");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("add"));
+}
+
+TEST_F(HostTest, DescribeReportsServicesAndFunctions) {
+  auto random = MustLaunch("plugd-random");
+  ASSERT_NE(random, nullptr);
+  auto info = random->Describe();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->name(), "random");
+  EXPECT_EQ(info->protocol_version(), 1u);
+  EXPECT_EQ(info->pid(), random->pid());
+  EXPECT_THAT(info->services(),
+              ::testing::IsSupersetOf({"plugd.v1.Control", "plugd.v1.Functions",
+                                       "grpc.health.v1.Health"}));
+  ASSERT_GE(info->functions_size(), 1);
+  EXPECT_EQ(info->functions(0).name(), "random");
+}
+
+TEST_F(HostTest, TypedCallsIncludingAServerStream) {
+  std::string dir = host_->socket_dir();
+  PluginOptions options;
+  options.command = {Bin("plugd-kv"), "--data", dir + "/kv.pb"};
+  auto plugin = MustLaunch(options);
+  ASSERT_NE(plugin, nullptr);
+  auto kv = kv::v1::KV::NewStub(plugin->channel());
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"fruit/apple", "red"},
+           {"fruit/kiwi", "green"},
+           {"veg/leek", "white"}}) {
+    grpc::ClientContext context;
+    kv::v1::PutRequest request;
+    request.set_key(key);
+    request.set_value(value);
+    kv::v1::PutResponse response;
+    ASSERT_TRUE(kv->Put(&context, request, &response).ok());
+  }
+  grpc::ClientContext context;
+  kv::v1::ScanRequest scan;
+  scan.set_prefix("fruit/");
+  auto reader = kv->Scan(&context, scan);
+  std::vector<std::string> seen;
+  kv::v1::Entry entry;
+  while (reader->Read(&entry))
+    seen.push_back(entry.key() + "=" + entry.value());
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_THAT(seen,
+              ::testing::ElementsAre("fruit/apple=red", "fruit/kiwi=green"));
+
+  grpc::ClientContext get_context;
+  kv::v1::GetRequest get;
+  get.set_key("nope");
+  kv::v1::GetResponse got;
+  EXPECT_EQ(kv->Get(&get_context, get, &got).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(HostTest, OversizedMessageNamesTheOption) {
+  std::string dir = host_->socket_dir();
+  PluginOptions options;
+  options.command = {Bin("plugd-kv"), "--data", dir + "/kv.pb"};
+  options.max_message_bytes = 1 << 20;
+  auto plugin = MustLaunch(options);
+  ASSERT_NE(plugin, nullptr);
+  auto kv = kv::v1::KV::NewStub(plugin->channel());
+  grpc::ClientContext context;
+  kv::v1::PutRequest request;
+  request.set_key("big");
+  request.set_value(std::string(2 << 20, 'x'));
+  kv::v1::PutResponse response;
+  grpc::Status status = kv->Put(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("max_message_bytes"));
+  // The plugin is still fine afterwards.
+  EXPECT_TRUE(plugin->Describe().ok());
+}
+
+TEST_F(HostTest, PluginKilledMidSessionFailsFastNamingIt) {
+  auto arith = MustLaunch("plugd-arith");
+  ASSERT_NE(arith, nullptr);
+  ASSERT_TRUE(arith->Call("add", {NumberValue(1)}).ok());
+  pid_t pid = arith->pid();
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(arith->WaitForExit(absl::Seconds(10)).has_value());
+  absl::Time start = absl::Now();
+  auto result = arith->Call("add", {NumberValue(1)}, absl::Seconds(20));
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(result.status().message()),
+              AllOf(HasSubstr("plugin arith"), HasSubstr(absl::StrCat(pid)),
+                    HasSubstr("killed by signal 9")));
+  // Fails fast: far below the call's deadline (a hang guard, not a timing
+  // claim: a wait-for-ready call would take the whole 20 s).
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+
+  // A raw generated stub on the same channel says the same.
+  auto kv = kv::v1::KV::NewStub(arith->channel());
+  grpc::ClientContext context;
+  kv::v1::GetRequest request;
+  kv::v1::GetResponse response;
+  grpc::Status status = kv->Get(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("killed by signal 9"));
+}
+
+TEST_F(HostTest, StopIsGracefulAndIdempotent) {
+  auto random = MustLaunch("plugd-random");
+  ASSERT_NE(random, nullptr);
+  pid_t pid = random->pid();
+  auto first = random->Stop();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->success()) << first->ToString();
+  EXPECT_FALSE(random->running());
+  EXPECT_FALSE(plugd::testing::PidAlive(pid));
+  auto second = random->Stop();
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->ToString(), first->ToString());
+}
+
+TEST_F(HostTest, DuplicateNamesAreRefused) {
+  ASSERT_NE(MustLaunch("plugd-random"), nullptr);
+  PluginOptions options;
+  options.command = {Bin("plugd-random")};
+  auto again = host_->Launch(options);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("random"));
+}
+
+TEST_F(HostTest, BadPluginsGiveClearErrors) {
+  absl::Status garbage = LaunchRaw("garbage");
+  EXPECT_THAT(std::string(garbage.message()), HasSubstr("\"hello world\""));
+
+  absl::Status early = LaunchRaw("exit-early");
+  EXPECT_THAT(std::string(early.message()), HasSubstr("exited with code 3"));
+
+  absl::Status segv = LaunchRaw("segv");
+  EXPECT_THAT(std::string(segv.message()), HasSubstr("SIGSEGV"));
+
+  absl::Status silent = LaunchRaw("silent", absl::Seconds(1));
+  EXPECT_EQ(silent.code(), absl::StatusCode::kDeadlineExceeded);
+
+  absl::Status core = LaunchRaw("bad-core");
+  EXPECT_EQ(core.code(), absl::StatusCode::kFailedPrecondition);
+
+  absl::Status app = LaunchRaw("bad-app");
+  EXPECT_EQ(app.code(), absl::StatusCode::kFailedPrecondition);
+
+  absl::Status address = LaunchRaw("bad-address");
+  EXPECT_EQ(address.code(), absl::StatusCode::kUnavailable);
+
+  for (const absl::Status& s :
+       {garbage, early, segv, silent, core, app, address}) {
+    EXPECT_FALSE(s.ok());
+    EXPECT_THAT(std::string(s.message()), HasSubstr("plugin raw-")) << s;
+  }
+}
+
+TEST_F(HostTest, NoCommonVersionIsAClearError) {
+  PluginOptions options;
+  options.command = {Bin("plugd-random")};
+  options.protocol_versions = {7, 8};
+  absl::Status status = host_->Launch(options).status();
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(
+      std::string(status.message()),
+      AllOf(HasSubstr("no protocol version in common"), HasSubstr("7,8")));
+}
+
+TEST(HostKilled, ItsPluginsAreGoneShortlyAfter) {
+  plugd::testing::Child host(
+      {Bin("plugd-test-host"), Bin("plugd-random"), Bin("plugd-arith")});
+  std::vector<pid_t> pids;
+  std::string line;
+  while (host.ReadLine(&line, absl::Seconds(30)) && line != "ready") {
+    std::vector<std::string> parts = absl::StrSplit(line, ' ');
+    int pid = 0;
+    ASSERT_EQ(parts.size(), 2u) << line;
+    ASSERT_TRUE(absl::SimpleAtoi(parts[1], &pid)) << line;
+    pids.push_back(pid);
+  }
+  ASSERT_EQ(line, "ready");
+  ASSERT_EQ(pids.size(), 2u);
+  for (pid_t pid : pids) EXPECT_TRUE(plugd::testing::PidAlive(pid));
+  host.Kill();  // SIGKILL: no chance to clean up
+  for (pid_t pid : pids) {
+    EXPECT_TRUE(plugd::testing::WaitForPidGone(pid, absl::Seconds(10)))
+        << "plugin " << pid << " outlived its host";
+  }
+}
+
+}  // namespace
+}  // namespace plugd::host
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  plugd::testing::InstallNoLeftoverProcessesCheck();
+  return RUN_ALL_TESTS();
+}

@@ -1,0 +1,60 @@
+// Helpers for tests that run real processes.
+#ifndef PLUGD_TESTS_HOST_TEST_UTIL_H_
+#define PLUGD_TESTS_HOST_TEST_UTIL_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace plugd::testing {
+
+// The directory holding the built executables.
+std::string BinDir();
+std::string Bin(const std::string& name);
+
+// Waits (on a pidfd, no polling loop) until process `pid` has exited; the
+// timeout is a hang guard. True when it is gone.
+bool WaitForPidGone(pid_t pid, absl::Duration timeout);
+
+// True while `pid` exists and is not a zombie.
+bool PidAlive(pid_t pid);
+
+struct CommandResult {
+  int exit_code = -1;  // -1: killed by a signal or timed out
+  std::string out;
+  std::string err;
+};
+
+// Runs a command to completion, capturing stdout and stderr. `timeout` is a
+// hang guard: on expiry the command is SIGKILLed and exit_code is -1.
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         absl::Duration timeout = absl::Seconds(60));
+
+// A spawned child whose stdout can be read line by line.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv);
+  ~Child();  // SIGKILLs and reaps the child if still running
+  pid_t pid() const { return pid_; }
+  // Reads one line from the child's stdout (without "\n"); false on EOF or
+  // when `timeout` (a hang guard) passes.
+  bool ReadLine(std::string* line, absl::Duration timeout);
+  // SIGKILL and reap.
+  void Kill();
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::string buffer_;
+};
+
+// Makes this process a child subreaper, so every process a test starts, and
+// their orphans, stay visible; at the end, fails if any is still alive.
+void InstallNoLeftoverProcessesCheck();
+
+}  // namespace plugd::testing
+
+#endif  // PLUGD_TESTS_HOST_TEST_UTIL_H_
