@@ -38,6 +38,46 @@ fails "$bin/plugd-random"
 step "The lifecycle, with plugd's log on: launch, handshake, call, clean stop"
 run "$bin/calc" -v --plugin "$bin/plugd-random" random 10 20
 
+step "The plugd broker supervises plugins; plugctl drives it"
+mkdir -p "$work/run"
+cat > "$work/plugd.yaml" <<YAML
+admin: unix:$work/run/admin.sock
+plugins:
+  - name: random
+    command: [$PWD/$bin/plugd-random]
+    restart: always
+  - name: arith
+    command: [$PWD/$bin/plugd-arith]
+YAML
+printf '$ plugd --config %s &\n' "$work/plugd.yaml"
+PLUGD_LOG_LEVEL=warn "$bin/plugd" --config "$work/plugd.yaml" &
+plugd_pid=$!
+trap 'kill $plugd_pid 2>/dev/null; wait $plugd_pid 2>/dev/null; rm -rf "$work"' EXIT
+export PLUGD_ADMIN="unix:$work/run/admin.sock"
+# Wait for the admin socket (plugctl exits 3 while the broker is not up).
+for _ in $(seq 100); do "$bin/plugctl" list >/dev/null 2>&1 && break; sleep 0.05; done
+"$bin/plugctl" restart random >/dev/null   # returns once random is ready
+run "$bin/plugctl" list
+run "$bin/plugctl" call arith mul 6 7
+run "$bin/calc" --broker "$PLUGD_ADMIN" random 1 6
+
+step "A plugin killed with SIGKILL is back at once, on the same address"
+old_pid=$("$bin/plugctl" status random --json | sed -n 's/.*"pid": *"\{0,1\}\([0-9]*\).*/\1/p')
+"$bin/plugctl" events --follow --plugin random --history 0 --json > "$work/events" &
+events_pid=$!
+sleep 0.2
+printf '$ kill -9 %s\n' "$old_pid"
+kill -9 "$old_pid"
+timeout 10 sh -c "tail -f '$work/events' | grep -q -m1 EVENT_TYPE_READY" || true
+kill $events_pid 2>/dev/null; wait $events_pid 2>/dev/null || true
+run "$bin/plugctl" events --plugin random --history 4
+run "$bin/plugctl" list
+
+step "Stopping the broker stops every plugin gracefully"
+printf '$ kill -TERM %s\n' "$plugd_pid"
+kill -TERM "$plugd_pid"; wait "$plugd_pid" || true
+echo "plugd exited"
+
 step "No plugin process is left behind"
 if pgrep -f "$bin/plugd-" >/dev/null; then
   echo "leftover plugin processes:"; pgrep -af "$bin/plugd-"; exit 1

@@ -424,6 +424,16 @@ int Plugin::Serve() {
   }
 
   plugd::log::RouteGrpcLogs();
+  // Under a launcher, stderr lines are stamped with the time and the
+  // plugin's name by the host or broker that reads them: write just
+  // "[LEVEL] message", whose level the launcher recognises.
+  plugd::log::SetSink([](const plugd::log::Record& record) {
+    std::string line = absl::StrCat("[", plugd::log::LevelName(record.level),
+                                    "] ");
+    if (record.source != "plugd") absl::StrAppend(&line, record.source, ": ");
+    absl::StrAppend(&line, record.message, "\n");
+    internal::WriteAll(2, line);
+  });
   // Deliberately unbalanced: when the last gRPC object goes away, gRPC 1.51's
   // grpc_shutdown() joins an executor thread that may sit in a poll for up to
   // 10 s, which would delay the plugin's exit after a clean shutdown. Keeping
