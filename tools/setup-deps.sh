@@ -15,7 +15,15 @@ packages=(
   # Config files, tests, benchmarks
   libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang-format
+  # Python plugin SDK: Debian's /usr/bin/python3 with gRPC and protobuf
+  python3 python3-grpcio python3-protobuf
 )
+# Node.js plugin SDK: node and npm, from Debian unless some node is already
+# installed (e.g. NodeSource's nodejs, which bundles npm and conflicts with
+# Debian's npm package).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,7 +32,21 @@ for p in "${packages[@]}"; do
   fi
 done
 
+install_node_modules() {
+  # The Node SDK's npm packages (@grpc/grpc-js, @grpc/proto-loader), exactly
+  # as locked in package-lock.json; reinstalled only when the lockfile changed.
+  local dir=plugin-sdk/node
+  cd "$(dirname "$0")/.."
+  if [ -f "$dir/package-lock.json" ] && \
+     ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.package-lock.json.installed"; then
+    echo "setup: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) &&
+      cp "$dir/package-lock.json" "$dir/node_modules/.package-lock.json.installed"
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  install_node_modules
   exit 0
 fi
 
@@ -42,3 +64,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+install_node_modules
