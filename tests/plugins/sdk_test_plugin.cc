@@ -1,0 +1,121 @@
+// plugd-test-sdk: a plugin built on the C++ SDK for the daemon's end-to-end
+// tests. Functions:
+//   echo X             returns X
+//   set_serving BOOL   plugin.SetServing(BOOL): health SERVING / NOT_SERVING
+//   spawn_grandchild   forks a child that stays in the process group,
+//                      ignores SIGTERM and sleeps forever; returns its pid
+//   pid                returns getpid()
+// Flags:
+//   --crash-if-exists PATH  exit 3 before serving if PATH exists
+//   --flood                 after start, a thread writes stderr lines as fast
+//                           as it can
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "plugd/common/status.h"
+#include "plugd/common/value.h"
+#include "plugd/sdk/plugin.h"
+
+namespace {
+
+std::atomic<bool> g_flooding{true};
+
+void Flood() {
+  // ~1000-byte lines with a counter, written with write(2) as fast as the
+  // pipe takes them.
+  std::string pad(980, 'x');
+  for (uint64_t i = 0; g_flooding.load(std::memory_order_relaxed); ++i) {
+    std::string line = absl::StrCat("flood ", i, " ", pad, "\n");
+    size_t done = 0;
+    while (done < line.size()) {
+      ssize_t n = ::write(2, line.data() + done, line.size() - done);
+      if (n <= 0) return;
+      done += static_cast<size_t>(n);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool flood = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--crash-if-exists" && i + 1 < argc) {
+      struct stat st;
+      if (stat(argv[++i], &st) == 0) {
+        fprintf(stderr, "crash: %s exists\n", argv[i]);
+        return 3;
+      }
+    } else if (arg == "--flood") {
+      flood = true;
+    } else {
+      fprintf(stderr, "plugd-test-sdk: unknown argument %s\n", arg.c_str());
+      return 2;
+    }
+  }
+
+  using plugd::sdk::Kind;
+  using plugd::sdk::Param;
+  plugd::sdk::Plugin plugin({.name = "sdk-test", .version = "0.0.1-test"});
+  plugin.AddFunction(
+      {.name = "echo",
+       .help = "echo X: returns X",
+       .params = {Param::Required("x", Kind::kAny, "the value returned")},
+       .impl = [](const plugd::sdk::Args& args)
+           -> absl::StatusOr<google::protobuf::Value> { return args[0]; }});
+  plugin.AddFunction({.name = "set_serving",
+                      .help = "set_serving BOOL: sets the plugin's health",
+                      .params = {Param::Required("serving", Kind::kBool)},
+                      .impl = [&plugin](const plugd::sdk::Args& args)
+                          -> absl::StatusOr<google::protobuf::Value> {
+                        PLUGD_ASSIGN_OR_RETURN(bool serving, args.Bool(0));
+                        plugin.SetServing(serving);
+                        return google::protobuf::Value();
+                      }});
+  plugin.AddFunction(
+      {.name = "spawn_grandchild",
+       .help = "spawn_grandchild: forks a child that ignores SIGTERM and "
+               "sleeps forever in this process group; returns its pid",
+       .params = {},
+       .impl = [](const plugd::sdk::Args&)
+           -> absl::StatusOr<google::protobuf::Value> {
+         pid_t pid = fork();
+         if (pid < 0) {
+           return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
+         }
+         if (pid == 0) {
+           // Only async-signal-safe calls after fork in a threaded process.
+           signal(SIGTERM, SIG_IGN);
+           for (;;) pause();
+         }
+         return plugd::NumberValue(static_cast<double>(pid));
+       }});
+  plugin.AddFunction({.name = "pid",
+                      .help = "pid: this process's pid",
+                      .params = {},
+                      .impl = [](const plugd::sdk::Args&)
+                          -> absl::StatusOr<google::protobuf::Value> {
+                        return plugd::NumberValue(
+                            static_cast<double>(getpid()));
+                      }});
+  std::thread flooder;
+  if (flood) {
+    plugin.OnStart([&flooder]() {
+      flooder = std::thread(Flood);
+      return absl::OkStatus();
+    });
+  }
+  int code = plugin.Serve();
+  g_flooding = false;
+  if (flooder.joinable()) flooder.detach();
+  return code;
+}
