@@ -368,9 +368,13 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     }
     auto self = shared_from_this();
     OperatorStop(*e, [self, name, done](absl::StatusOr<v1::PluginStatus> s) {
-      self->entries_.erase(name);
-      self->RescheduleSweep();
-      done(s.status());
+      // This runs inside SetState(STOPPED), which still uses the entry (and
+      // OnExit after it): erase it once that call stack has unwound.
+      self->loop_.Post([self, name, done, status = s.status()] {
+        self->entries_.erase(name);
+        self->RescheduleSweep();
+        done(status);
+      });
     });
   }
 
