@@ -1,0 +1,1024 @@
+// End-to-end tests of the real plugd daemon, real plugins (plugd-test-sdk,
+// plugd-test-raw, plugd-random) and the real plugctl.
+//
+// Each test runs its own plugd with a config in a short temp dir and stops it
+// in TearDown. Tests wait on events only: lines of `plugctl events --follow
+// --json` and of plugd's stderr read through pipes, and process exits through
+// pidfds. Every timeout is a hang guard, never a way to synchronise.
+#include <fcntl.h>
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "plugd/host/host.h"
+#include "plugd/v1/broker.pb.h"
+#include "plugd/v1/plugin.grpc.pb.h"
+#include "test_util.h"
+
+extern char** environ;
+
+namespace plugd::testing {
+namespace {
+
+constexpr absl::Duration kGuard = absl::Seconds(20);  // hang guard
+
+// ---------------------------------------------------------------------------
+// Small helpers.
+
+std::string Quote(const std::string& s) { return absl::StrCat("\"", s, "\""); }
+
+// One plugin entry of a config: `extra` lines are "key: value".
+std::string PluginYaml(const std::string& name,
+                       const std::vector<std::string>& command,
+                       const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> quoted;
+  for (const auto& a : command) quoted.push_back(Quote(a));
+  std::string out = absl::StrCat("  - name: ", name, "\n    command: [",
+                                 absl::StrJoin(quoted, ", "), "]\n");
+  for (const auto& line : extra) absl::StrAppend(&out, "    ", line, "\n");
+  return out;
+}
+
+void WriteFileAtomically(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+  }
+  ASSERT_EQ(rename(tmp.c_str(), path.c_str()), 0) << strerror(errno);
+}
+
+// VmRSS of a process in KiB; -1 if unreadable.
+int64_t RssKb(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "VmRSS:")) {
+      std::string v(absl::StripAsciiWhitespace(line.substr(6)));
+      int64_t kb = -1;
+      absl::SimpleAtoi(absl::StripSuffix(v, " kB"), &kb);
+      return kb;
+    }
+  }
+  return -1;
+}
+
+// Children of `parent` (from /proc/*/stat).
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    size_t close = text.rfind(')');
+    if (close == std::string::npos) continue;
+    std::vector<std::string> f = absl::StrSplit(text.substr(close + 2), ' ');
+    int ppid = 0;
+    if (f.size() > 1 && absl::SimpleAtoi(f[1], &ppid) && ppid == parent) {
+      out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+// Reaps `pid` if it is (or became, through the subreaper) our zombie child.
+void ReapIfChild(pid_t pid) { waitpid(pid, nullptr, WNOHANG); }
+
+template <typename Message>
+Message FromJson(const std::string& json) {
+  Message m;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &m);
+  EXPECT_TRUE(status.ok()) << status << " in " << json;
+  return m;
+}
+
+std::string TypeName(v1::EventType type) {
+  std::string name = v1::EventType_Name(type);
+  return std::string(absl::StripPrefix(name, "EVENT_TYPE_"));
+}
+
+// ---------------------------------------------------------------------------
+// A running plugd whose stderr is read by a thread; lines can be waited for.
+
+class DaemonProcess {
+ public:
+  ~DaemonProcess() { Stop(); }
+
+  // Spawns plugd --config `config`. Does not wait.
+  bool Spawn(const std::string& config) {
+    int err[2];
+    if (pipe2(err, O_CLOEXEC) != 0) return false;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, err[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    std::string bin = Bin("plugd");
+    std::vector<char*> argv = {bin.data(), const_cast<char*>("--config"),
+                               const_cast<char*>(config.c_str()), nullptr};
+    int rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(),
+                         environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(err[1]);
+    if (rc != 0) {
+      close(err[0]);
+      pid_ = -1;
+      return false;
+    }
+    reader_ = std::thread([this, fd = err[0]] { Read(fd); });
+    return true;
+  }
+
+  // Waits until plugd serves its admin API; then finds its reaper.
+  bool WaitUntilServing() {
+    if (!WaitForLog("serving the admin API", kGuard)) return false;
+    std::vector<pid_t> children = ChildrenOf(pid_);
+    for (pid_t c : children) {
+      std::ifstream comm(absl::StrCat("/proc/", c, "/comm"));
+      std::string name;
+      std::getline(comm, name);
+      if (name == "plugd-reaper") reaper_ = c;
+    }
+    return reaper_ > 0;
+  }
+
+  pid_t pid() const { return pid_; }
+  pid_t reaper() const { return reaper_; }
+
+  // Waits for a line of plugd's output containing `text`, starting at byte
+  // `*from` of the output (0: the beginning); on success *from moves past it.
+  bool WaitForLog(const std::string& text, absl::Duration timeout,
+                  size_t* from = nullptr, std::string* line = nullptr) {
+    size_t start = from != nullptr ? *from : 0;
+    std::unique_lock<std::mutex> lock(mu_);
+    auto found = [&]() -> bool {
+      size_t at = output_.find(text, start);
+      if (at == std::string::npos) return false;
+      size_t begin = output_.rfind('\n', at);
+      begin = begin == std::string::npos ? 0 : begin + 1;
+      size_t end = output_.find('\n', at);
+      if (end == std::string::npos) end = output_.size();
+      if (line != nullptr) *line = output_.substr(begin, end - begin);
+      if (from != nullptr) *from = end;
+      return true;
+    };
+    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] {
+      return found() || eof_;
+    }) || found();
+  }
+
+  // Calls `on_line` for every new complete line, until it returns true or
+  // `timeout` passes (false).
+  bool ScanLines(const std::function<bool(const std::string&)>& on_line,
+                 absl::Duration timeout) {
+    absl::Time deadline = absl::Now() + timeout;
+    size_t pos;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pos = output_.size();
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      size_t nl;
+      while ((nl = output_.find('\n', pos)) != std::string::npos) {
+        std::string l = output_.substr(pos, nl - pos);
+        pos = nl + 1;
+        lock.unlock();
+        bool done = on_line(l);
+        lock.lock();
+        if (done) return true;
+      }
+      if (eof_) return false;
+      if (cv_.wait_until(lock, absl::ToChronoTime(deadline)) ==
+              std::cv_status::timeout &&
+          output_.find('\n', pos) == std::string::npos) {
+        return false;
+      }
+    }
+  }
+
+  std::string Output() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return output_;
+  }
+  size_t OutputSize() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return output_.size();
+  }
+
+  // SIGTERM (or `sig`), then reap; SIGKILL if it hangs. Returns the exit
+  // status from waitpid, or -1 if it was not running.
+  int Stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, sig);
+    if (!WaitForPidGone(pid_, kGuard)) {
+      ADD_FAILURE() << "plugd (pid " << pid_ << ") ignored signal " << sig;
+      kill(pid_, SIGKILL);
+    }
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    if (reader_.joinable()) reader_.join();
+    if (reaper_ > 0) {
+      EXPECT_TRUE(WaitForPidGone(reaper_, kGuard)) << "plugd-reaper stayed";
+      ReapIfChild(reaper_);
+    }
+    return status;
+  }
+
+ private:
+  void Read(int fd) {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read(fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (n <= 0) {
+        eof_ = true;
+        cv_.notify_all();
+        break;
+      }
+      output_.append(buf, static_cast<size_t>(n));
+      cv_.notify_all();
+    }
+    close(fd);
+  }
+
+  pid_t pid_ = -1;
+  pid_t reaper_ = -1;
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string output_;
+  bool eof_ = false;
+};
+
+// `plugctl events --follow --json --history 1000`, read event by event.
+class EventStream {
+ public:
+  explicit EventStream(const std::string& admin)
+      : child_({Bin("plugctl"), "--broker", admin, "events", "--follow",
+                "--json", "--history", "1000"}) {}
+
+  // The next event of `plugin`, or nullopt after the hang guard. Events of
+  // other plugins read meanwhile are kept for them.
+  std::optional<v1::Event> Next(const std::string& plugin,
+                                absl::Duration timeout = kGuard) {
+    absl::Time deadline = absl::Now() + timeout;
+    std::deque<v1::Event>& queue = pending_[plugin];
+    std::string line;
+    while (queue.empty() && child_.ReadLine(&line, deadline - absl::Now())) {
+      v1::Event event = FromJson<v1::Event>(line);
+      pending_[event.plugin()].push_back(std::move(event));
+    }
+    if (queue.empty()) return std::nullopt;
+    v1::Event event = std::move(queue.front());
+    queue.pop_front();
+    return event;
+  }
+
+  // Skips events of `plugin` until one of `type` (and `pid`, when non-zero).
+  std::optional<v1::Event> WaitFor(const std::string& plugin,
+                                   v1::EventType type, int64_t pid = 0,
+                                   absl::Duration timeout = kGuard) {
+    absl::Time deadline = absl::Now() + timeout;
+    for (;;) {
+      std::optional<v1::Event> e = Next(plugin, deadline - absl::Now());
+      if (!e.has_value()) return e;
+      if (e->type() == type && (pid == 0 || e->pid() == pid)) return e;
+    }
+  }
+
+  // Waits for a READY event of `plugin` whose pid is not `old_pid`.
+  int64_t WaitForReadyPid(const std::string& plugin, int64_t old_pid = 0,
+                          absl::Duration timeout = kGuard) {
+    absl::Time deadline = absl::Now() + timeout;
+    for (;;) {
+      std::optional<v1::Event> e =
+          WaitFor(plugin, v1::EVENT_TYPE_READY, 0, deadline - absl::Now());
+      if (!e.has_value()) return 0;
+      if (e->pid() != old_pid) return e->pid();
+    }
+  }
+
+ private:
+  Child child_;
+  std::map<std::string, std::deque<v1::Event>> pending_;
+};
+
+// ---------------------------------------------------------------------------
+// The fixture: a temp dir, a config, a daemon, an event stream.
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pdt-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr) << strerror(errno);
+    dir_ = tmpl;
+    config_ = dir_ + "/plugd.yaml";
+    admin_ = "unix:" + dir_ + "/admin.sock";
+  }
+
+  void TearDown() override {
+    events_.reset();
+    if (daemon_ != nullptr) {
+      int status = daemon_->Stop();
+      EXPECT_FALSE(absl::StrContains(daemon_->Output(), "a handler threw"))
+          << daemon_->Output();
+      if (expect_clean_exit_) {
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            << "plugd exit status " << status << "; its output:\n"
+            << daemon_->Output().substr(0, 20000);
+      }
+      daemon_.reset();
+    }
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  std::string Header() const {
+    return absl::StrCat("admin: ", admin_, "\nplugins:\n");
+  }
+
+  // Writes the config and starts plugd plus an event stream.
+  void StartDaemon(const std::string& plugins_yaml) {
+    WriteFileAtomically(config_, Header() + plugins_yaml);
+    daemon_ = std::make_unique<DaemonProcess>();
+    ASSERT_TRUE(daemon_->Spawn(config_));
+    ASSERT_TRUE(daemon_->WaitUntilServing()) << daemon_->Output();
+    events_ = std::make_unique<EventStream>(admin_);
+  }
+
+  // Kills the daemon with SIGKILL and reaps it (and its reaper).
+  void KillDaemon() {
+    events_.reset();
+    daemon_->Stop(SIGKILL);
+    expect_clean_exit_ = false;
+  }
+
+  CommandResult Ctl(std::vector<std::string> args,
+                    absl::Duration timeout = kGuard) {
+    std::vector<std::string> argv = {Bin("plugctl"), "--broker", admin_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, timeout);
+  }
+
+  v1::PluginStatus Status(const std::string& name) {
+    CommandResult r = Ctl({"--json", "status", name});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return FromJson<v1::PluginStatus>(r.out);
+  }
+
+  // Waits until `name` is ready; returns its pid.
+  int64_t ReadyPid(const std::string& name, int64_t old_pid = 0) {
+    int64_t pid = events_->WaitForReadyPid(name, old_pid);
+    EXPECT_GT(pid, 0) << name << " did not become ready; plugd said:\n"
+                      << daemon_->Output();
+    return pid;
+  }
+
+  std::string Sdk() const { return Bin("plugd-test-sdk"); }
+
+  std::string dir_, config_, admin_;
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<EventStream> events_;
+  bool expect_clean_exit_ = true;
+};
+
+// 1. kill -9 of a plugin: back with a new pid; exited -> backing-off ->
+// starting -> ready.
+TEST_F(DaemonTest, KilledPluginIsRestartedWithNewPid) {
+  StartDaemon(PluginYaml("sdk", {Sdk()}, {"backoff: {initial: 20ms}"}));
+  int64_t pid = ReadyPid("sdk");
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(kill(static_cast<pid_t>(pid), SIGKILL), 0);
+  std::vector<std::string> types;
+  int64_t new_pid = 0;
+  std::optional<v1::Event> exited;
+  while (auto e = events_->Next("sdk")) {
+    types.push_back(TypeName(e->type()));
+    if (e->type() == v1::EVENT_TYPE_EXITED) exited = e;
+    if (e->type() == v1::EVENT_TYPE_READY) {
+      new_pid = e->pid();
+      break;
+    }
+  }
+  EXPECT_EQ(absl::StrJoin(types, " "), "EXITED BACKING_OFF STARTING READY");
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->pid(), pid);
+  EXPECT_EQ(exited->exit().signal(), SIGKILL);
+  ASSERT_GT(new_pid, 0);
+  EXPECT_NE(new_pid, pid);
+  EXPECT_TRUE(PidAlive(static_cast<pid_t>(new_pid)));
+  v1::PluginStatus status = Status("sdk");
+  EXPECT_EQ(status.state(), v1::PLUGIN_STATE_READY);
+  EXPECT_EQ(status.pid(), new_pid);
+  EXPECT_EQ(status.restarts(), 1u);
+}
+
+// 2. A crash loop ends failed; once fixed, `plugctl restart` revives it.
+TEST_F(DaemonTest, CrashLoopEndsFailedAndRestartRevives) {
+  std::string marker = dir_ + "/crash";
+  { std::ofstream(marker) << "x"; }
+  StartDaemon(
+      PluginYaml("loop", {Sdk(), "--crash-if-exists", marker},
+                 {"max_restarts: 3", "backoff: {initial: 10ms, max: 40ms}"}));
+  std::optional<v1::Event> failed =
+      events_->WaitFor("loop", v1::EVENT_TYPE_FAILED);
+  ASSERT_TRUE(failed.has_value()) << daemon_->Output();
+  EXPECT_TRUE(absl::StrContains(failed->message(), "restarted 3 times"))
+      << failed->message();
+  EXPECT_TRUE(absl::StrContains(failed->message(), "plugctl restart loop"))
+      << failed->message();
+  v1::PluginStatus status = Status("loop");
+  EXPECT_EQ(status.state(), v1::PLUGIN_STATE_FAILED);
+  EXPECT_NE(status.last_error(), "");
+  CommandResult list = Ctl({"list"});
+  EXPECT_TRUE(absl::StrContains(list.out, "failed")) << list.out;
+  CommandResult text = Ctl({"status", "loop"});
+  EXPECT_TRUE(absl::StrContains(text.out, "state:             failed"))
+      << text.out;
+
+  ASSERT_EQ(unlink(marker.c_str()), 0);
+  CommandResult restart = Ctl({"restart", "loop"});
+  EXPECT_EQ(restart.exit_code, 0) << restart.out << restart.err;
+  EXPECT_TRUE(absl::StrContains(restart.out, "loop: ready")) << restart.out;
+  EXPECT_EQ(Status("loop").state(), v1::PLUGIN_STATE_READY);
+}
+
+// 3. NOT_SERVING for longer than unhealthy_timeout: restarted.
+TEST_F(DaemonTest, NotServingPluginIsRestarted) {
+  StartDaemon(PluginYaml("sick", {Sdk()},
+                         {"unhealthy_timeout: 500ms", "health_interval: 100ms",
+                          "backoff: {initial: 10ms}"}));
+  int64_t pid = ReadyPid("sick");
+  absl::Time t0 = absl::Now();
+  CommandResult call = Ctl({"call", "sick", "set_serving", "false"});
+  ASSERT_EQ(call.exit_code, 0) << call.err;
+  ASSERT_TRUE(events_->WaitFor("sick", v1::EVENT_TYPE_UNHEALTHY).has_value());
+  int64_t new_pid = ReadyPid("sick", pid);
+  absl::Duration took = absl::Now() - t0;
+  EXPECT_NE(new_pid, pid);
+  EXPECT_GE(took, absl::Milliseconds(450));
+  EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(pid), kGuard));
+  std::cout << "NOT_SERVING -> new instance ready in "
+            << absl::FormatDuration(took) << "\n";
+}
+
+// 4. A plugin ignoring SIGTERM is SIGKILLed after stop_timeout.
+TEST_F(DaemonTest, StopEscalatesToSigkill) {
+  StartDaemon(PluginYaml("stubborn",
+                         {Bin("plugd-test-raw"), "--mode=ignore-term"},
+                         {"stop_timeout: 300ms"}));
+  int64_t pid = ReadyPid("stubborn");
+  absl::Time t0 = absl::Now();
+  CommandResult stop = Ctl({"stop", "stubborn"});
+  absl::Duration took = absl::Now() - t0;
+  EXPECT_EQ(stop.exit_code, 0) << stop.err;
+  EXPECT_TRUE(absl::StrContains(stop.out, "stopped")) << stop.out;
+  EXPECT_LT(took, absl::Seconds(5));
+  std::optional<v1::Event> exited =
+      events_->WaitFor("stubborn", v1::EVENT_TYPE_EXITED, pid);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_TRUE(exited->exit().signaled());
+  EXPECT_EQ(exited->exit().signal(), SIGKILL) << exited->exit().text();
+  EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(pid), kGuard));
+  std::cout << "stop of a SIGTERM-ignoring plugin took "
+            << absl::FormatDuration(took) << "\n";
+}
+
+int64_t CallNumber(const CommandResult& r) {
+  int64_t n = 0;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(r.out), &n)) << r.out;
+  return n;
+}
+
+// 5. A grandchild in the plugin's group goes with it: on stop, and when the
+// broker is SIGKILLed (the reaper kills the group).
+TEST_F(DaemonTest, GrandchildrenDieWithPlugin) {
+  StartDaemon(PluginYaml("gc", {Sdk()}, {"stop_timeout: 300ms"}));
+  int64_t pid = ReadyPid("gc");
+  int64_t grandchild = CallNumber(Ctl({"call", "gc", "spawn_grandchild"}));
+  ASSERT_GT(grandchild, 0);
+  EXPECT_TRUE(PidAlive(static_cast<pid_t>(grandchild)));
+  CommandResult stop = Ctl({"stop", "gc"});
+  EXPECT_EQ(stop.exit_code, 0) << stop.err;
+  EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(pid), kGuard));
+  EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(grandchild), kGuard))
+      << "grandchild " << grandchild << " survived plugctl stop";
+
+  CommandResult start = Ctl({"start", "gc"});
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  int64_t pid2 = Status("gc").pid();
+  int64_t grandchild2 = CallNumber(Ctl({"call", "gc", "spawn_grandchild"}));
+  ASSERT_GT(grandchild2, 0);
+  KillDaemon();
+  EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(pid2), kGuard));
+  EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(grandchild2), kGuard))
+      << "grandchild " << grandchild2 << " survived the broker's SIGKILL";
+  ReapIfChild(static_cast<pid_t>(pid2));
+  ReapIfChild(static_cast<pid_t>(grandchild2));
+}
+
+// 6. The broker killed with SIGKILL leaves no plugin running.
+TEST_F(DaemonTest, BrokerSigkillLeavesNoPlugin) {
+  std::string yaml;
+  for (const char* name : {"p1", "p2", "p3"}) yaml += PluginYaml(name, {Sdk()});
+  yaml += PluginYaml("rnd", {Bin("plugd-random")});
+  yaml += PluginYaml("raw", {Bin("plugd-test-raw"), "--mode=ignore-term"});
+  StartDaemon(yaml);
+  std::vector<int64_t> pids;
+  for (const char* name : {"p1", "p2", "p3", "rnd", "raw"}) {
+    pids.push_back(Status(name).pid());
+  }
+  // Status may have raced the start: wait for readiness where needed.
+  for (size_t i = 0; i < pids.size(); ++i) {
+    if (pids[i] == 0) {
+      const char* names[] = {"p1", "p2", "p3", "rnd", "raw"};
+      CommandResult start = Ctl({"start", names[i]});
+      ASSERT_EQ(start.exit_code, 0) << start.err;
+      pids[i] = Status(names[i]).pid();
+    }
+    ASSERT_GT(pids[i], 0);
+  }
+  KillDaemon();
+  for (int64_t pid : pids) {
+    EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(pid), kGuard))
+        << "plugin pid " << pid << " outlived the broker";
+    ReapIfChild(static_cast<pid_t>(pid));
+  }
+}
+
+// 7. Calls across 100 restarts through an attached host's channel, with
+// unmodified generated stubs.
+TEST_F(DaemonTest, CallsAcrossRestarts) {
+  StartDaemon(PluginYaml(
+      "echo", {Sdk()},
+      {"max_restarts: 0", "backoff: {initial: 1ms, max: 5ms, multiplier: 1}",
+       "stop_timeout: 1s"}));
+  int64_t pid = ReadyPid("echo");
+  ASSERT_GT(pid, 0);
+  auto host = host::Host::Create();
+  ASSERT_TRUE(host.ok()) << host.status();
+  auto plugin = (*host)->Attach(admin_, "echo");
+  ASSERT_TRUE(plugin.ok()) << plugin.status();
+  std::shared_ptr<grpc::Channel> channel = (*plugin)->channel();
+
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> describe_ok{0}, describe_failed{0}, echo_ok{0},
+      echo_unavailable{0}, echo_other{0};
+  std::mutex failures_mu;
+  std::vector<std::string> failures;
+  auto record = [&](const std::string& what, const grpc::Status& s) {
+    std::lock_guard<std::mutex> lock(failures_mu);
+    if (failures.size() < 10) {
+      failures.push_back(
+          absl::StrCat(what, ": ", s.error_code(), " ", s.error_message()));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      auto stub = v1::Control::NewStub(channel);
+      while (!stop.load()) {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+        v1::DescribeResponse response;
+        grpc::Status s = stub->Describe(&ctx, v1::DescribeRequest(), &response);
+        if (s.ok() && response.name() == "sdk-test") {
+          ++describe_ok;
+        } else {
+          ++describe_failed;
+          record("Describe", s);
+        }
+      }
+    });
+    threads.emplace_back([&, i] {
+      auto stub = v1::Functions::NewStub(channel);
+      for (int n = 0; !stop.load(); ++n) {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+        v1::CallRequest request;
+        request.set_function("echo");
+        std::string text = absl::StrCat("t", i, "-", n);
+        request.add_args()->set_string_value(text);
+        v1::CallResponse response;
+        grpc::Status s = stub->Call(&ctx, request, &response);
+        if (s.ok() && response.result().string_value() == text) {
+          ++echo_ok;
+        } else if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+          ++echo_unavailable;
+        } else {
+          ++echo_other;
+          record("Call echo", s);
+        }
+      }
+    });
+  }
+  constexpr int kKills = 100;
+  absl::Time t0 = absl::Now();
+  int kills = 0;
+  for (; kills < kKills; ++kills) {
+    if (kill(static_cast<pid_t>(pid), SIGKILL) != 0) break;
+    int64_t next = events_->WaitForReadyPid("echo", pid);
+    if (next == 0) break;
+    pid = next;
+  }
+  absl::Duration took = absl::Now() - t0;
+  // A few calls against the last instance, then stop.
+  int64_t before = describe_ok.load() + echo_ok.load();
+  while (describe_ok.load() + echo_ok.load() < before + 100 &&
+         absl::Now() - t0 < absl::Seconds(60)) {
+    std::this_thread::yield();
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  std::cout << "calls across " << kills << " restarts in "
+            << absl::FormatDuration(took) << ": Describe " << describe_ok
+            << " ok, " << describe_failed << " failed; Call echo " << echo_ok
+            << " ok, " << echo_unavailable << " UNAVAILABLE, " << echo_other
+            << " other failures\n";
+  for (const auto& f : failures) std::cout << "  " << f << "\n";
+  EXPECT_EQ(kills, kKills);
+  EXPECT_EQ(describe_failed.load(), 0);
+  EXPECT_EQ(echo_other.load(), 0);
+  EXPECT_GT(describe_ok.load(), 0);
+  EXPECT_GT(echo_ok.load(), 0);
+}
+
+// 8. A SIGSTOPped plugin is restarted once liveness_timeout passes.
+TEST_F(DaemonTest, StoppedPluginIsRestartedByLiveness) {
+  StartDaemon(PluginYaml("frozen", {Sdk()},
+                         {"liveness_timeout: 1s", "health_interval: 200ms",
+                          "stop_timeout: 200ms", "backoff: {initial: 10ms}"}));
+  int64_t pid = ReadyPid("frozen");
+  absl::Time t0 = absl::Now();
+  ASSERT_EQ(kill(static_cast<pid_t>(pid), SIGSTOP), 0);
+  int64_t new_pid = ReadyPid("frozen", pid);
+  absl::Duration took = absl::Now() - t0;
+  EXPECT_NE(new_pid, pid);
+  EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(pid), kGuard))
+      << "the SIGSTOPped instance was not killed";
+  EXPECT_GE(took, absl::Milliseconds(900));
+  EXPECT_LT(took, absl::Seconds(4));
+  std::cout << "SIGSTOP -> new instance ready in " << absl::FormatDuration(took)
+            << "\n";
+}
+
+// 9. A log-flooding plugin keeps the broker's memory bounded.
+TEST_F(DaemonTest, LogFloodKeepsBrokerMemoryBounded) {
+  StartDaemon(PluginYaml("flood", {Sdk(), "--flood"},
+                         {"log_rate_bytes: 4096", "autostart: false"}));
+  int64_t before_kb = RssKb(daemon_->pid());
+  ASSERT_GT(before_kb, 0);
+  CommandResult start = Ctl({"start", "flood"});
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  // plugd reports "plugin flood: N log lines dropped" on its stderr; each
+  // line is ~1000 bytes, so 50000 dropped lines are ~50 MB through the broker.
+  constexpr int64_t kLines = 50000;
+  int64_t dropped = 0;
+  bool enough = daemon_->ScanLines(
+      [&](const std::string& line) {
+        size_t at = line.find("plugin flood: ");
+        if (at == std::string::npos) return false;
+        std::vector<std::string> words =
+            absl::StrSplit(line.substr(at + 14), ' ');
+        int64_t n = 0;
+        if (words.size() > 2 && words[1] == "log" &&
+            absl::SimpleAtoi(words[0], &n)) {
+          dropped += n;
+        }
+        return dropped >= kLines;
+      },
+      absl::Seconds(60));
+  int64_t after_kb = RssKb(daemon_->pid());
+  v1::PluginStatus status = Status("flood");
+  // The plugin numbers its lines: the last one kept says how many it wrote.
+  std::string last = Ctl({"logs", "flood", "--tail", "1"}).out;
+  int64_t written = 0;
+  size_t at = last.find("flood ");
+  if (at != std::string::npos) {
+    std::vector<std::string> words = absl::StrSplit(last.substr(at), ' ');
+    if (words.size() > 1) absl::SimpleAtoi(words[1], &written);
+  }
+  EXPECT_GE(written, kLines) << last;
+  std::cout << "flood: plugin wrote " << written << " lines (~"
+            << written / 1000 << " MB), " << dropped
+            << " reported dropped from plugd's log, status log_lines_dropped "
+            << status.log_lines_dropped() << " (rate-dropped + evicted)"
+            << "; broker VmRSS " << before_kb << " kB before, " << after_kb
+            << " kB after\n";
+  ASSERT_TRUE(enough) << "only " << dropped << " lines dropped";
+  EXPECT_GE(status.log_lines_dropped(), static_cast<uint64_t>(kLines));
+  EXPECT_LT(after_kb, 150 * 1024);
+  EXPECT_LT(after_kb, 3 * before_kb);
+}
+
+// 10. Bad configs: plugd exits 2 with FILE:LINE and what is wrong.
+TEST_F(DaemonTest, BadConfigsExit2WithFileAndLine) {
+  struct Case {
+    std::string name, yaml, line, want;
+  };
+  std::string admin = absl::StrCat("admin: ", admin_, "\n");
+  std::vector<Case> cases = {
+      {"unknown key", admin + "plugins:\n  - name: a\n    comand: [x]\n",
+       ":4:", "unknown key \"comand\""},
+      {"duplicate key", admin + admin + "plugins: []\n",
+       ":2:", "duplicate key \"admin\""},
+      {"wrong type",
+       admin +
+           "plugins:\n  - name: a\n    command: [x]\n    max_restarts: five\n",
+       ":5:", "expected a non-negative integer"},
+      {"duplicate plugin name",
+       admin + "plugins:\n  - name: a\n    command: [x]\n  - name: a\n"
+               "    command: [y]\n",
+       ":5:", "duplicate plugin name \"a\""},
+      {"missing command", admin + "plugins:\n  - name: a\n",
+       ":3:", "has no command"},
+      {"duration without unit",
+       admin +
+           "plugins:\n  - name: a\n    command: [x]\n    start_timeout: 5\n",
+       ":5:", "has no unit"},
+      {"unparsable duration",
+       admin +
+           "plugins:\n  - name: a\n    command: [x]\n    stop_timeout: soon\n",
+       ":5:", "stop_timeout"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string path = dir_ + "/bad.yaml";
+    WriteFileAtomically(path, c.yaml);
+    CommandResult r = RunCommand({Bin("plugd"), "--config", path}, kGuard);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_TRUE(absl::StrContains(r.err, path + c.line)) << r.err;
+    EXPECT_TRUE(absl::StrContains(r.err, c.want)) << r.err;
+    std::cout << c.name << ": " << r.err;
+  }
+}
+
+// 11. SIGHUP reload: removed, changed, added, untouched; a bad config changes
+// nothing.
+TEST_F(DaemonTest, SighupReload) {
+  StartDaemon(PluginYaml("a", {Sdk()}) +
+              PluginYaml("b", {Sdk()}, {"env: {X: \"1\"}"}) +
+              PluginYaml("d", {Sdk()}));
+  int64_t a = Status("a").pid(), b = Status("b").pid(), d = Status("d").pid();
+  for (auto [name, pid] :
+       {std::pair<const char*, int64_t*>{"a", &a}, {"b", &b}, {"d", &d}}) {
+    if (*pid == 0) {
+      ASSERT_EQ(Ctl({"start", name}).exit_code, 0);
+      *pid = Status(name).pid();
+    }
+  }
+  WriteFileAtomically(config_,
+                      Header() + PluginYaml("b", {Sdk()}, {"env: {X: \"2\"}"}) +
+                          PluginYaml("c", {Sdk()}) + PluginYaml("d", {Sdk()}));
+  size_t from = daemon_->OutputSize();
+  ASSERT_EQ(kill(daemon_->pid(), SIGHUP), 0);
+  std::string line;
+  ASSERT_TRUE(daemon_->WaitForLog("reloaded:", kGuard, &from, &line))
+      << daemon_->Output();
+  EXPECT_TRUE(absl::StrContains(line,
+                                "1 added, 1 removed, 1 restarted with a new "
+                                "config, 1 unchanged"))
+      << line;
+  EXPECT_TRUE(events_->WaitFor("a", v1::EVENT_TYPE_STOPPED, a).has_value());
+  EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(a), kGuard));
+  int64_t new_b = ReadyPid("b", b);
+  EXPECT_NE(new_b, b);
+  EXPECT_GT(ReadyPid("c"), 0);
+  v1::ListPluginsResponse list =
+      FromJson<v1::ListPluginsResponse>(Ctl({"--json", "list"}).out);
+  std::set<std::string> names;
+  for (const auto& p : list.plugins()) names.insert(p.name());
+  EXPECT_EQ(names, (std::set<std::string>{"b", "c", "d"}));
+  EXPECT_EQ(Status("d").pid(), d);
+  EXPECT_EQ(Status("b").state(), v1::PLUGIN_STATE_READY);
+  EXPECT_EQ(Status("c").state(), v1::PLUGIN_STATE_READY);
+  int64_t c = Status("c").pid();
+
+  // A bad config: nothing changes, the error has file:line.
+  WriteFileAtomically(config_,
+                      Header() + PluginYaml("b", {Sdk()}) + "    bogus: 1\n");
+  ASSERT_EQ(kill(daemon_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(daemon_->WaitForLog("reload refused", kGuard, &from, &line))
+      << daemon_->Output();
+  EXPECT_TRUE(absl::StrContains(line, config_ + ":5:")) << line;
+  EXPECT_TRUE(absl::StrContains(line, "unknown key \"bogus\"")) << line;
+  EXPECT_EQ(Status("b").pid(), new_b);
+  EXPECT_EQ(Status("c").pid(), c);
+  EXPECT_EQ(Status("d").pid(), d);
+}
+
+// 12. plugctl against the real daemon.
+TEST_F(DaemonTest, PlugctlAgainstDaemon) {
+  StartDaemon(PluginYaml("alpha", {Sdk()}) +
+              PluginYaml("beta", {Bin("plugd-random")}));
+  int64_t alpha = ReadyPid("alpha");
+  ReadyPid("beta");
+
+  CommandResult list = Ctl({"list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  std::vector<std::string> lines = absl::StrSplit(list.out, '\n');
+  ASSERT_GE(lines.size(), 3u) << list.out;
+  std::vector<std::string> header =
+      absl::StrSplit(lines[0], ' ', absl::SkipEmpty());
+  EXPECT_EQ(absl::StrJoin(header, " "),
+            "NAME STATE PID UPTIME RESTARTS ADDRESS VERSION");
+  std::vector<std::string> row =
+      absl::StrSplit(lines[1], ' ', absl::SkipEmpty());
+  ASSERT_EQ(row.size(), 7u) << lines[1];
+  EXPECT_EQ(row[0], "alpha");
+  EXPECT_EQ(row[1], "ready");
+  EXPECT_EQ(row[2], absl::StrCat(alpha));
+  EXPECT_EQ(row[5], "unix:" + dir_ + "/alpha.sock");
+  EXPECT_EQ(row[6], "0.0.1-test");
+
+  v1::ListPluginsResponse json =
+      FromJson<v1::ListPluginsResponse>(Ctl({"--json", "list"}).out);
+  ASSERT_EQ(json.plugins_size(), 2);
+  EXPECT_EQ(json.plugins(0).name(), "alpha");
+  EXPECT_EQ(json.plugins(1).name(), "beta");
+  EXPECT_EQ(json.plugins(1).version(), "1.0.0");
+
+  CommandResult status = Ctl({"status", "alpha"});
+  EXPECT_EQ(status.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(status.out, "state:             ready"))
+      << status.out;
+  EXPECT_TRUE(absl::StrContains(status.out,
+                                absl::StrCat("pid:", "               ", alpha)))
+      << status.out;
+
+  CommandResult describe = Ctl({"describe", "alpha"});
+  EXPECT_EQ(describe.exit_code, 0) << describe.err;
+  for (const char* want :
+       {"version:  0.0.1-test", "plugd.v1.Functions", "echo(x: any)",
+        "set_serving(serving: bool)", "spawn_grandchild()"}) {
+    EXPECT_TRUE(absl::StrContains(describe.out, want)) << want << " not in\n"
+                                                       << describe.out;
+  }
+
+  CommandResult call = Ctl({"call", "alpha", "echo", "hello"});
+  EXPECT_EQ(call.exit_code, 0) << call.err;
+  EXPECT_EQ(call.out, "hello\n");
+  CommandResult call_json =
+      Ctl({"--json", "call", "alpha", "echo", "[1,\"a\"]"});
+  EXPECT_EQ(call_json.out, "{\"result\":[1,\"a\"]}\n");
+  CommandResult pid = Ctl({"call", "alpha", "pid"});
+  EXPECT_EQ(pid.out, absl::StrCat(alpha, "\n"));
+
+  CommandResult logs = Ctl({"logs", "beta", "--tail", "1"});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  std::vector<std::string> log_lines =
+      absl::StrSplit(logs.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(log_lines.size(), 1u) << logs.out;
+  EXPECT_TRUE(absl::StrContains(log_lines[0], "[stderr]")) << logs.out;
+  EXPECT_TRUE(absl::StrContains(log_lines[0], "random 1.0.0 serving"))
+      << logs.out;
+
+  CommandResult unknown = Ctl({"status", "nope"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(unknown.err, "alpha, beta")) << unknown.err;
+  CommandResult unknown_call = Ctl({"call", "nope", "echo", "1"});
+  EXPECT_EQ(unknown_call.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(unknown_call.err, "alpha, beta"))
+      << unknown_call.err;
+
+  CommandResult dead = RunCommand(
+      {Bin("plugctl"), "--broker", "unix:" + dir_ + "/nobody.sock", "list"},
+      kGuard);
+  EXPECT_EQ(dead.exit_code, 3) << dead.err;
+  EXPECT_TRUE(absl::StrContains(dead.err, "nobody.sock")) << dead.err;
+}
+
+// 13. plugctl against a host embedding the supervisor.
+TEST_F(DaemonTest, PlugctlAgainstEmbeddedHost) {
+  std::string admin = "unix:" + dir_ + "/embedded.sock";
+  Child host({Bin("plugd-test-embedded-host"), admin, Bin("plugd-random")});
+  std::string line;
+  ASSERT_TRUE(host.ReadLine(&line, kGuard));
+  ASSERT_TRUE(absl::StartsWith(line, "ready")) << line;
+  auto ctl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {Bin("plugctl"), "--broker", admin};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, kGuard);
+  };
+  CommandResult list = ctl({"list"});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_TRUE(absl::StrContains(list.out, "random")) << list.out;
+  EXPECT_TRUE(absl::StrContains(list.out, "ready")) << list.out;
+  auto status = [&] {
+    return FromJson<v1::PluginStatus>(ctl({"--json", "status", "random"}).out);
+  };
+  int64_t pid = status().pid();
+  ASSERT_GT(pid, 0);
+
+  CommandResult restart = ctl({"restart", "random"});
+  EXPECT_EQ(restart.exit_code, 0) << restart.err;
+  EXPECT_TRUE(absl::StrContains(restart.out, "random: ready")) << restart.out;
+  int64_t pid2 = status().pid();
+  EXPECT_NE(pid2, pid);
+  EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(pid), kGuard));
+
+  EventStream events(admin);
+  ASSERT_EQ(kill(static_cast<pid_t>(pid2), SIGKILL), 0);
+  ASSERT_TRUE(events.WaitFor("random", v1::EVENT_TYPE_EXITED, pid2));
+  int64_t pid3 = events.WaitForReadyPid("random", pid2);
+  EXPECT_GT(pid3, 0);
+  EXPECT_NE(pid3, pid2);
+  EXPECT_EQ(status().state(), v1::PLUGIN_STATE_READY);
+
+  // A clean stop of the host stops its plugin.
+  kill(host.pid(), SIGTERM);
+  EXPECT_TRUE(WaitForPidGone(host.pid(), kGuard));
+  EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(pid3), kGuard));
+  ReapIfChild(static_cast<pid_t>(pid3));
+}
+
+// 14. restart: never, killed: calls through an attached channel fail fast
+// with UNAVAILABLE naming the plugin and how it exited.
+TEST_F(DaemonTest, NeverRestartedPluginFailsFast) {
+  StartDaemon(PluginYaml("once", {Sdk()}, {"restart: never"}));
+  int64_t pid = ReadyPid("once");
+  auto host = host::Host::Create();
+  ASSERT_TRUE(host.ok()) << host.status();
+  auto plugin = (*host)->Attach(admin_, "once");
+  ASSERT_TRUE(plugin.ok()) << plugin.status();
+  auto stub = v1::Functions::NewStub((*plugin)->channel());
+  {
+    grpc::ClientContext ctx;
+    v1::CallRequest request;
+    request.set_function("echo");
+    request.add_args()->set_string_value("hi");
+    v1::CallResponse response;
+    ASSERT_TRUE(stub->Call(&ctx, request, &response).ok());
+  }
+  ASSERT_EQ(kill(static_cast<pid_t>(pid), SIGKILL), 0);
+  ASSERT_TRUE(events_->WaitFor("once", v1::EVENT_TYPE_FAILED).has_value());
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    v1::CallRequest request;
+    request.set_function("echo");
+    request.add_args()->set_string_value("hi");
+    v1::CallResponse response;
+    absl::Time t0 = absl::Now();
+    grpc::Status s = stub->Call(&ctx, request, &response);
+    absl::Duration took = absl::Now() - t0;
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << s.error_message();
+    EXPECT_LT(took, absl::Seconds(2));
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "once"))
+        << s.error_message();
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "signal 9"))
+        << s.error_message();
+    if (i == 0) {
+      std::cout << "call to a dead never-restarted plugin failed in "
+                << absl::FormatDuration(took) << ": " << s.error_message()
+                << "\n";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace plugd::testing
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  plugd::testing::InstallNoLeftoverProcessesCheck();
+  return RUN_ALL_TESTS();
+}
