@@ -10,7 +10,14 @@ atomically before answering.
 import argparse
 import logging
 import os
+import sys
 import threading
+
+# This file is kv.py: keep its own directory off the path, so that "kv" below
+# is the generated kv.v1 package, not this script.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(
+        os.path.abspath(__file__)):
+    del sys.path[0]
 
 import grpc
 
