@@ -13,15 +13,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/readable_pipe.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/process/v2/default_launcher.hpp>
 #include <boost/process/v2/process.hpp>
 #include <cstdlib>
 #include <future>
-#include <thread>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -391,7 +392,8 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
         stderr_lines_(options_.output.max_line_bytes),
         start_timer_(loop.context()),
         drain_timer_(loop.context()),
-        stop_timer_(loop.context()) {}
+        stop_timer_(loop.context()),
+        exit_fd_(loop.context()) {}
 
   EventLoop& loop() { return loop_; }
   const LaunchOptions& options() const { return options_; }
@@ -485,11 +487,33 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
                        ": ", ec ? ec.message() : "spawn failed"));
     }
 
+    const pid_t pid = process->id();
     {
       absl::MutexLock lock(&mu_);
-      pid_ = process->id();
+      pid_ = pid;
     }
-    process_ = std::make_unique<Process>(std::move(*process));
+    // The exit is watched on a pidfd of our own, not with Boost's
+    // async_wait: that one reaps with a blocking waitpid() as soon as its
+    // pidfd is reported ready, and a stale readiness can reach it (see
+    // OnExitFdReady). Detaching closes Boost's pidfd and leaves the child
+    // alone; it stays ours to reap.
+    process->detach();
+    process.reset();
+    int pidfd = internal::PidfdOpen(pid);
+    if (pidfd >= 0) exit_fd_.assign(pidfd, ec);
+    if (pidfd < 0 || ec) {
+      const int errnum = pidfd < 0 ? errno : ec.value();
+      if (pidfd >= 0 && !exit_fd_.is_open()) ::close(pidfd);
+      // Not watchable: do not leave it running. It was just SIGKILLed, so
+      // this wait is short.
+      ::kill(-pid, SIGKILL);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      ::close(out[0]);
+      ::close(err[0]);
+      return ErrnoStatus(errnum, absl::StrCat("plugin ", options_.name,
+                                              ": cannot watch process ", pid));
+    }
     stdout_pipe_.assign(out[0], ec);
     if (!ec) stderr_pipe_.assign(err[0], ec);
     if (ec) {
@@ -499,8 +523,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     }
 
     auto self = shared_from_this();
-    process_->async_wait(
-        [self](bp::error_code ec, int) { self->OnLeaderExit(ec); });
+    WaitForLeaderExit();
     ReadStdout();
     ReadStderr();
     start_timer_.expires_after(
@@ -785,28 +808,62 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     ::kill(-pid(), SIGKILL);
   }
 
-  void OnLeaderExit(bp::error_code ec) {
-    leader_exited_ = true;
-    if (ec) {
-      // Someone else reaped it (a host with SIGCHLD ignored, or a waitpid(-1)
-      // elsewhere): the status is lost.
-      PLUGD_LOG(WARNING) << "plugin " << options_.name << " (pid " << pid()
-                         << ") exited but its status could not be collected: "
-                         << ec.message();
-      leader_status_ = ExitStatus{false, -1, 0, false};
-    } else {
-      leader_status_ = ExitStatus::FromWaitStatus(process_->native_exit_code());
-    }
-    stop_timer_.cancel();
+  // Loop thread. Waits, on the reactor, for the leader's pidfd to become
+  // readable (the leader exited).
+  void WaitForLeaderExit() {
     auto self = shared_from_this();
-    // Drop the process object outside its own completion; detach() so its
-    // destructor does not touch a pid that is no longer ours.
-    loop_.Post([self] {
-      if (self->process_) {
-        self->process_->detach();
-        self->process_.reset();
-      }
-    });
+    exit_fd_.async_wait(asio::posix::descriptor_base::wait_read,
+                        [self](const boost::system::error_code& ec) {
+                          self->OnExitFdReady(ec);
+                        });
+  }
+
+  // The pidfd was reported readable. That is only a hint: Asio may deliver a
+  // readiness that belonged to an earlier descriptor. When a pidfd is closed
+  // while an event for it (e.g. the EPOLLHUP a pidfd reports once its process
+  // is reaped) is still queued, and the next descriptor reuses the reactor's
+  // per-descriptor state (its object pool hands the freed one back), that
+  // stale event completes a wait on the new descriptor. So the exit is
+  // confirmed with a non-blocking waitpid(), and the wait re-armed if the
+  // leader still runs: the loop thread never blocks on a live process.
+  void OnExitFdReady(const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted || leader_exited_) return;
+    const pid_t leader = pid();
+    int wait_status = 0;
+    pid_t reaped;
+    do {
+      reaped = ::waitpid(leader, &wait_status, WNOHANG);
+    } while (reaped < 0 && errno == EINTR);
+    const int wait_errno = errno;
+    if (reaped == 0) {
+      if (!ec) return WaitForLeaderExit();  // a stale readiness: not exited
+      // The reactor cannot watch the pidfd: kill the plugin rather than lose
+      // track of it; its status is not known.
+      PLUGD_LOG(ERROR) << "plugin " << options_.name << " (pid " << leader
+                       << "): cannot wait for its exit: " << ec.message()
+                       << "; killed it";
+      ::kill(-leader, SIGKILL);
+      return OnLeaderExit(ExitStatus{false, -1, 0, false});
+    }
+    if (reaped == leader) {
+      OnLeaderExit(ExitStatus::FromWaitStatus(wait_status));
+      return;
+    }
+    // ECHILD: someone else reaped it (a host with SIGCHLD ignored, or a
+    // waitpid(-1) elsewhere), the status is lost.
+    PLUGD_LOG(WARNING) << "plugin " << options_.name << " (pid " << leader
+                       << ") exited but its status could not be collected: "
+                       << strerror(wait_errno);
+    OnLeaderExit(ExitStatus{false, -1, 0, false});
+  }
+
+  void OnLeaderExit(ExitStatus status) {
+    leader_exited_ = true;
+    leader_status_ = status;
+    stop_timer_.cancel();
+    boost::system::error_code ignored;
+    exit_fd_.close(ignored);
+    auto self = shared_from_this();
     internal::AsyncKillProcessGroup(
         loop_.context(), pid(), kGroupKillTimeout,
         [self](absl::Status status) { self->OnGroupGone(std::move(status)); });
@@ -933,7 +990,6 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
   OutputCapture output_;
 
   // Loop thread only.
-  std::unique_ptr<Process> process_;
   asio::readable_pipe stdout_pipe_;
   asio::readable_pipe stderr_pipe_;
   std::unique_ptr<char[]> stdout_buf_;
@@ -943,6 +999,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
   asio::steady_timer start_timer_;
   asio::steady_timer drain_timer_;
   asio::steady_timer stop_timer_;
+  asio::posix::stream_descriptor exit_fd_;  // the leader's pidfd
   absl::Time started_;  // written by Spawn before Launch reads it
   bool stdout_eof_ = false;
   bool stderr_eof_ = false;
@@ -1019,8 +1076,9 @@ void PluginProcess::AsyncLaunch(
   // loop thread (Launch posts it there), which owns the child.
   std::thread([&loop, options = std::move(options),
                done = std::move(done)]() mutable {
-    auto result = std::make_shared<absl::StatusOr<std::shared_ptr<PluginProcess>>>(
-        Launch(loop, std::move(options)));
+    auto result =
+        std::make_shared<absl::StatusOr<std::shared_ptr<PluginProcess>>>(
+            Launch(loop, std::move(options)));
     loop.Post([result, done = std::move(done)] { done(std::move(*result)); });
   }).detach();
 }

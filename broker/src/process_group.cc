@@ -95,15 +95,7 @@ class GroupKiller : public std::enable_shared_from_this<GroupKiller> {
       boost::asio::post(context_, [self, round] { self->EndRound(round); });
       return;
     }
-    for (auto& fd : fds_) {
-      fd->async_wait(boost::asio::posix::descriptor_base::wait_read,
-                     [self, round](const boost::system::error_code& ec) {
-                       if (ec || round != self->round_ || !self->round_open_) {
-                         return;
-                       }
-                       if (--self->pending_ == 0) self->EndRound(round);
-                     });
-    }
+    for (size_t i = 0; i < fds_.size(); ++i) WaitForExit(round, i);
     timer_.expires_after(absl::ToChronoNanoseconds(
         std::max(deadline_ - absl::Now(), absl::ZeroDuration())));
     timer_.async_wait([self, round](const boost::system::error_code& ec) {
@@ -112,6 +104,27 @@ class GroupKiller : public std::enable_shared_from_this<GroupKiller> {
   }
 
  private:
+  // Waits until member `i`'s pidfd is readable (it exited). A readiness from
+  // the reactor is only a hint: Asio can deliver one left over from an
+  // earlier descriptor that had the same reactor state (see the launcher's
+  // OnExitFdReady), so it is confirmed with a zero-timeout poll() of the
+  // pidfd, and the wait re-armed if the member still runs.
+  void WaitForExit(int round, size_t i) {
+    auto self = shared_from_this();
+    fds_[i]->async_wait(
+        boost::asio::posix::descriptor_base::wait_read,
+        [self, round, i](const boost::system::error_code& ec) {
+          if (ec || round != self->round_ || !self->round_open_) return;
+          struct pollfd p = {self->fds_[i]->native_handle(), POLLIN, 0};
+          int n;
+          do {
+            n = ::poll(&p, 1, 0);
+          } while (n < 0 && errno == EINTR);
+          if (n == 0) return self->WaitForExit(round, i);  // still running
+          if (--self->pending_ == 0) self->EndRound(round);
+        });
+  }
+
   void EndRound(int round) {
     if (round != round_ || !round_open_) return;
     round_open_ = false;

@@ -17,6 +17,8 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -516,6 +518,75 @@ TEST_F(LauncherTest, PluginRunByHandExplainsItself) {
   EXPECT_THAT(std::string(buf, n), HasSubstr("is a plugd plugin"));
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
+// Regression: reaping a plugin makes its pidfd report one more readiness
+// (EPOLLHUP). When the reactor picked that up just before the pidfd was
+// closed, and the next plugin's pidfd got the same (pooled) reactor state,
+// the stale event completed the new plugin's exit wait while it still ran;
+// Boost.Process then reaped it with a blocking waitpid() on the loop thread,
+// and the loop stalled (no start timeout, no kill) until the plugin died.
+// Here the next launch is started from the previous plugin's OnExit (which
+// runs on the loop right after the reap) and the loop is held there for a
+// moment, so that the spawn is queued before the reactor runs again: the
+// order that, by chance, made host_test hang.
+TEST(LauncherLoopTest, LaunchRightAfterAnExitDoesNotStallTheLoop) {
+  absl::StatusOr<std::string> dir = MakeSocketDir();
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  constexpr absl::Duration kStartTimeout = absl::Seconds(5);
+  const std::vector<std::pair<std::string, absl::StatusCode>> next = {
+      {"bad-core", absl::StatusCode::kFailedPrecondition},
+      {"bad-app", absl::StatusCode::kFailedPrecondition},
+      {"garbage", absl::StatusCode::kUnknown},
+      {"bad-address", absl::StatusCode::kUnavailable},
+      {"ok", absl::StatusCode::kOk},
+  };
+  auto options = [&](const std::string& mode) {
+    LaunchOptions o;
+    o.name = mode;
+    o.command = {PLUGD_TEST_RAW, "--mode=" + mode};
+    o.socket_path = absl::StrCat(*dir, "/", mode, ".sock");
+    o.start_timeout = kStartTimeout;
+    o.stop_grace = absl::Seconds(2);
+    o.output.sink = [](const std::string&, const OutputLine&) {};
+    return o;
+  };
+  for (int round = 0; round < 3 && !HasFailure(); ++round) {
+    for (const auto& [mode, code] : next) {
+      if (HasFailure()) break;
+      SCOPED_TRACE(absl::StrCat("round ", round, ", then ", mode));
+      EventLoop loop;  // a fresh loop each time, as with many Hosts
+      auto first = PluginProcess::Launch(loop, options("ok"));
+      ASSERT_TRUE(first.ok()) << first.status();
+      std::future<absl::StatusOr<std::shared_ptr<PluginProcess>>> second;
+      LaunchOptions second_options = options(mode);
+      second_options.socket_path = absl::StrCat(*dir, "/second.sock");
+      (*first)->OnExit([&](const ExitStatus&) {
+        second = std::async(std::launch::async, [&] {
+          return PluginProcess::Launch(loop, second_options);
+        });
+        // Test-only: hold the loop so the spawn is queued behind the close
+        // of the first pidfd but before the reactor's next run.
+        absl::SleepFor(absl::Milliseconds(50));
+      });
+      EXPECT_TRUE((*first)->Stop().success());
+      first->reset();
+      ASSERT_TRUE(second.valid());
+      if (second.wait_for(absl::ToChronoNanoseconds(
+              kStartTimeout + absl::Seconds(3))) != std::future_status::ready) {
+        ADD_FAILURE() << "launching " << mode
+                      << " right after an exit stalled the event loop";
+        // Unblock the loop (it waits for a live child) so the test can end.
+        for (pid_t child : ChildrenOfThisProcess()) ::kill(child, SIGKILL);
+      }
+      auto result = second.get();
+      EXPECT_EQ(result.status().code(), code) << result.status();
+      if (result.ok()) EXPECT_TRUE((*result)->Stop().success());
+    }
+  }
+  EXPECT_TRUE(ChildrenOfThisProcess().empty())
+      << "children left: " << ChildrenOfThisProcess().size();
+  RemoveSocketDir(*dir);
 }
 
 TEST(KillProcessGroupTest, EmptyGroupIsOk) {
