@@ -210,6 +210,8 @@ struct Example {
   std::vector<std::string> services;  // besides health and control
 };
 
+void PrintTo(const Example& e, std::ostream* os) { *os << e.binary; }
+
 std::vector<Example> Examples() {
   return {
       {"PythonStats", "plugd-py-stats", "stats", {"plugd.v1.Functions"}},
@@ -344,6 +346,8 @@ struct KvImpl {
   std::string name;
   std::string binary;
 };
+
+void PrintTo(const KvImpl& k, std::ostream* os) { *os << k.binary; }
 
 class KvVectors : public PolyglotTest,
                   public ::testing::WithParamInterface<KvImpl> {
@@ -533,6 +537,8 @@ struct Broken {
   std::string binary;
   std::string detail;  // the garbage line, or the language in stderr
 };
+
+void PrintTo(const Broken& b, std::ostream* os) { *os << b.binary; }
 
 class BrokenTest : public PolyglotTest,
                    public ::testing::WithParamInterface<Broken> {};
