@@ -25,6 +25,7 @@
 #include "plugd/common/status.h"
 #include "plugd/v1/broker.grpc.pb.h"
 #include "plugd/v1/plugin.grpc.pb.h"
+#include "proto_time.h"
 
 namespace plugd::broker {
 namespace {
@@ -32,13 +33,7 @@ namespace {
 // A slow stream reader may fall this far behind before its stream is ended.
 constexpr size_t kMaxQueuedMessages = 10000;
 
-google::protobuf::Timestamp ToTimestamp(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t nanos = absl::ToUnixNanos(t);
-  ts.set_seconds(nanos / 1000000000);
-  ts.set_nanos(static_cast<int32_t>(nanos % 1000000000));
-  return ts;
-}
+using internal::ToTimestamp;
 
 std::string LevelText(log::Level level) {
   switch (level) {

@@ -61,23 +61,9 @@ constexpr size_t kReadBufferBytes = 64 * 1024;
 constexpr size_t kErrorStderrLines = 10;
 constexpr size_t kMaxEarlyStdoutBytes = 4096;
 
-// Quotes `text` for an error message: shortened, control characters escaped.
+// Quotes `text` for an error message (see QuoteForMessage).
 std::string Quote(absl::string_view text, size_t max = 300) {
-  std::string out = "\"";
-  for (size_t i = 0; i < text.size() && i < max; ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x20 || c == 0x7f) {
-      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  out.push_back('"');
-  if (text.size() > max) absl::StrAppend(&out, "... (", text.size(), " bytes)");
-  return out;
+  return QuoteForMessage(text, max);
 }
 
 std::string SignalName(int sig) {

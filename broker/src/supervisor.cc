@@ -28,6 +28,7 @@
 #include "plugd/common/log.h"
 #include "plugd/common/status.h"
 #include "plugd/v1/plugin.grpc.pb.h"
+#include "proto_time.h"
 
 namespace plugd::broker {
 namespace {
@@ -41,13 +42,7 @@ using v1::PluginState;
 // supervisor's (it survives restarts).
 constexpr size_t kInstanceRingBytes = 64 * 1024;
 
-google::protobuf::Timestamp ToTimestamp(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t nanos = absl::ToUnixNanos(t);
-  ts.set_seconds(nanos / 1000000000);
-  ts.set_nanos(static_cast<int32_t>(nanos % 1000000000));
-  return ts;
-}
+using internal::ToTimestamp;
 
 v1::ExitInfo ToExitInfo(const ExitStatus& status) {
   v1::ExitInfo info;

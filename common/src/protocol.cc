@@ -17,31 +17,10 @@ constexpr char kExpected[] =
     "expected CORE|APP|NETWORK|ADDRESS|PROTOCOL, e.g. "
     "1|1|unix|/run/plugd/x.sock|grpc";
 
-// Quotes a line for an error message, shortened and with control characters
-// escaped, so a binary blob cannot wreck a terminal.
-std::string Quote(absl::string_view text) {
-  constexpr size_t kMax = 200;
-  std::string out = "\"";
-  for (size_t i = 0; i < text.size() && i < kMax; ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x20 || c == 0x7f) {
-      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  out.push_back('"');
-  if (text.size() > kMax)
-    absl::StrAppend(&out, "... (", text.size(), " bytes)");
-  return out;
-}
-
 absl::Status Malformed(absl::string_view line, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "malformed handshake line ", Quote(line), ": ", what, "; ", kExpected));
+  return absl::InvalidArgumentError(absl::StrCat("malformed handshake line ",
+                                                 QuoteForMessage(line), ": ",
+                                                 what, "; ", kExpected));
 }
 
 bool ParseVersionField(absl::string_view field, uint32_t* out) {
@@ -53,6 +32,26 @@ bool ParseVersionField(absl::string_view field, uint32_t* out) {
 }
 
 }  // namespace
+
+std::string QuoteForMessage(absl::string_view text, size_t max) {
+  std::string out = "\"";
+  for (size_t i = 0; i < text.size() && i < max; ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20 || c == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  out.push_back('"');
+  if (text.size() > max) {
+    absl::StrAppend(&out, "... (", text.size(), " bytes)");
+  }
+  return out;
+}
 
 std::string Handshake::GrpcTarget() const {
   if (network == "unix") return absl::StrCat("unix:", address);
@@ -75,24 +74,27 @@ absl::StatusOr<Handshake> ParseHandshake(absl::string_view line) {
   }
   Handshake h;
   if (!ParseVersionField(fields[0], &h.core_version) || h.core_version == 0) {
-    return Malformed(line, absl::StrCat("core version ", Quote(fields[0]),
-                                        " is not a positive integer"));
+    return Malformed(line,
+                     absl::StrCat("core version ", QuoteForMessage(fields[0]),
+                                  " is not a positive integer"));
   }
   if (!ParseVersionField(fields[1], &h.app_version) || h.app_version == 0) {
-    return Malformed(line, absl::StrCat("app version ", Quote(fields[1]),
-                                        " is not a positive integer"));
+    return Malformed(line,
+                     absl::StrCat("app version ", QuoteForMessage(fields[1]),
+                                  " is not a positive integer"));
   }
   h.network = std::string(fields[2]);
   if (h.network != "unix" && h.network != "tcp") {
-    return Malformed(line, absl::StrCat("network ", Quote(fields[2]),
+    return Malformed(line, absl::StrCat("network ", QuoteForMessage(fields[2]),
                                         " is neither \"unix\" nor \"tcp\""));
   }
   h.address = std::string(fields[3]);
   if (h.address.empty()) return Malformed(line, "the address is empty");
   if (h.network == "unix") {
     if (h.address.front() != '/') {
-      return Malformed(line, absl::StrCat("unix address ", Quote(fields[3]),
-                                          " is not an absolute path"));
+      return Malformed(line,
+                       absl::StrCat("unix address ", QuoteForMessage(fields[3]),
+                                    " is not an absolute path"));
     }
     if (h.address.size() > kMaxSocketPathBytes) {
       return Malformed(line, absl::StrCat("unix address is ", h.address.size(),
@@ -100,19 +102,20 @@ absl::StatusOr<Handshake> ParseHandshake(absl::string_view line) {
                                           kMaxSocketPathBytes, "-byte limit"));
     }
   } else if (h.address.find(':') == std::string::npos) {
-    return Malformed(
-        line, absl::StrCat("tcp address ", Quote(fields[3]), " has no port"));
+    return Malformed(line,
+                     absl::StrCat("tcp address ", QuoteForMessage(fields[3]),
+                                  " has no port"));
   }
   h.protocol = std::string(fields[4]);
   if (h.protocol != "grpc") {
     if (h.protocol == "netrpc") {
       return absl::FailedPreconditionError(absl::StrCat(
-          "handshake line ", Quote(line),
+          "handshake line ", QuoteForMessage(line),
           " asks for go-plugin's net/rpc protocol; plugd speaks only grpc "
           "(build the plugin with GRPCServer)"));
     }
-    return Malformed(
-        line, absl::StrCat("protocol ", Quote(fields[4]), " is not \"grpc\""));
+    return Malformed(line, absl::StrCat("protocol ", QuoteForMessage(fields[4]),
+                                        " is not \"grpc\""));
   }
   if (fields.size() >= 6) h.server_cert = std::string(fields[5]);
   return h;
@@ -130,7 +133,7 @@ absl::StatusOr<std::vector<uint32_t>> ParseVersionList(absl::string_view text) {
     uint32_t v = 0;
     if (!ParseVersionField(part, &v) || v == 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "protocol version list ", Quote(text),
+          "protocol version list ", QuoteForMessage(text),
           " is not a comma-separated list of positive integers, e.g. \"1,2\""));
     }
     versions.push_back(v);
@@ -162,12 +165,12 @@ absl::StatusOr<uint32_t> NegotiateVersion(
 
 absl::Status ValidateSocketPath(absl::string_view path) {
   if (path.empty() || path.front() != '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("socket path ", Quote(path), " is not an absolute path"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "socket path ", QuoteForMessage(path), " is not an absolute path"));
   }
   if (path.size() > kMaxSocketPathBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "socket path ", Quote(path), " is ", path.size(),
+        "socket path ", QuoteForMessage(path), " is ", path.size(),
         " bytes long; Unix socket paths are limited to ", kMaxSocketPathBytes,
         " bytes: choose a shorter socket directory"));
   }

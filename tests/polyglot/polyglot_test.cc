@@ -41,12 +41,14 @@ std::string MissingRuntimes() {
     std::string out;
     if (RunCommand({"/usr/bin/python3", "-c", "import grpc, google.protobuf"})
             .exit_code != 0) {
-      out += "/usr/bin/python3 with grpcio and protobuf (Debian packages "
-             "python3-grpcio python3-protobuf); ";
+      out +=
+          "/usr/bin/python3 with grpcio and protobuf (Debian packages "
+          "python3-grpcio python3-protobuf); ";
     }
-    if (access((std::string(PLUGD_BIN_DIR) + "/../python/plugd/v1/plugin_pb2.py")
-                   .c_str(),
-               R_OK) != 0) {
+    if (access(
+            (std::string(PLUGD_BIN_DIR) + "/../python/plugd/v1/plugin_pb2.py")
+                .c_str(),
+            R_OK) != 0) {
       out += "the generated Python stubs (build target plugd_python_stubs); ";
     }
     if (RunCommand({"/bin/sh", "-c", "command -v node"}).exit_code != 0) {
@@ -111,18 +113,18 @@ class PolyglotTest : public ::testing::Test {
 TEST_F(PolyglotTest, PythonStatsFunctions) {
   auto stats = MustLaunch("stats", {Bin("plugd-py-stats")});
   ASSERT_NE(stats, nullptr);
-  auto mean = stats->Call("mean", {NumberValue(1), NumberValue(2),
-                                   NumberValue(3), NumberValue(6)});
+  auto mean = stats->Call(
+      "mean", {NumberValue(1), NumberValue(2), NumberValue(3), NumberValue(6)});
   ASSERT_TRUE(mean.ok()) << mean.status();
   EXPECT_EQ(mean->number_value(), 3);
   auto median = stats->Call("median", {NumberValue(5), StringValue("1"),
                                        NumberValue(3), NumberValue(2)});
   ASSERT_TRUE(median.ok()) << median.status();
   EXPECT_EQ(median->number_value(), 2.5);
-  auto stdev = stats->Call("stdev", {NumberValue(2), NumberValue(4),
-                                     NumberValue(4), NumberValue(4),
-                                     NumberValue(5), NumberValue(5),
-                                     NumberValue(7), NumberValue(9)});
+  auto stdev =
+      stats->Call("stdev", {NumberValue(2), NumberValue(4), NumberValue(4),
+                            NumberValue(4), NumberValue(5), NumberValue(5),
+                            NumberValue(7), NumberValue(9)});
   ASSERT_TRUE(stdev.ok()) << stdev.status();
   EXPECT_NEAR(stdev->number_value(), 2.138089935, 1e-6);
 
@@ -204,9 +206,9 @@ TEST_F(PolyglotTest, PluginWithoutAnySdk) {
 // --- Describe, health, stop ------------------------------------------------
 
 struct Example {
-  std::string name;     // test name
-  std::string binary;   // in build/bin
-  std::string plugin;   // its Describe name
+  std::string name;                   // test name
+  std::string binary;                 // in build/bin
+  std::string plugin;                 // its Describe name
   std::vector<std::string> services;  // besides health and control
 };
 
@@ -216,7 +218,9 @@ std::vector<Example> Examples() {
   return {
       {"PythonStats", "plugd-py-stats", "stats", {"plugd.v1.Functions"}},
       {"PythonKv", "plugd-py-kv", "kv", {"kv.v1.KV"}},
-      {"PythonNoSdk", "plugd-py-nosdk-echo", "nosdk-echo",
+      {"PythonNoSdk",
+       "plugd-py-nosdk-echo",
+       "nosdk-echo",
        {"plugd.v1.Functions"}},
       {"NodeStrings", "plugd-node-strings", "strings", {"plugd.v1.Functions"}},
       {"NodeKv", "plugd-node-kv", "kv", {"kv.v1.KV"}},
@@ -334,11 +338,10 @@ TEST_P(ExampleTest, RunByHandExplainsAndExits1) {
   EXPECT_EQ(r.out, "");
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Examples, ExampleTest, ::testing::ValuesIn(Examples()),
-    [](const ::testing::TestParamInfo<Example>& info) {
-      return info.param.name;
-    });
+INSTANTIATE_TEST_SUITE_P(Examples, ExampleTest, ::testing::ValuesIn(Examples()),
+                         [](const ::testing::TestParamInfo<Example>& info) {
+                           return info.param.name;
+                         });
 
 // --- one set of KV test vectors for every implementation -------------------
 
@@ -522,13 +525,13 @@ TEST_P(KvVectors, ACorruptDataFileStopsTheStartNamingIt) {
                     HasSubstr(data), HasSubstr("corrupt")));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllLanguages, KvVectors,
-    ::testing::Values(KvImpl{"cpp", "plugd-kv"}, KvImpl{"python", "plugd-py-kv"},
-                      KvImpl{"node", "plugd-node-kv"}),
-    [](const ::testing::TestParamInfo<KvImpl>& info) {
-      return info.param.name;
-    });
+INSTANTIATE_TEST_SUITE_P(AllLanguages, KvVectors,
+                         ::testing::Values(KvImpl{"cpp", "plugd-kv"},
+                                           KvImpl{"python", "plugd-py-kv"},
+                                           KvImpl{"node", "plugd-node-kv"}),
+                         [](const ::testing::TestParamInfo<KvImpl>& info) {
+                           return info.param.name;
+                         });
 
 // --- broken plugins: the same host errors as for C++ -----------------------
 
@@ -584,8 +587,12 @@ TEST_F(PolyglotTest, CrashAtStartGivesCodeAndStderr) {
 
 CommandResult Calc(std::vector<std::string> args) {
   std::vector<std::string> argv = {
-      Bin("calc"), "--plugin", Bin("plugd-random"), "--plugin",
-      Bin("plugd-py-stats"), "--plugin",
+      Bin("calc"),
+      "--plugin",
+      Bin("plugd-random"),
+      "--plugin",
+      Bin("plugd-py-stats"),
+      "--plugin",
       Source("plugin-sdk/node/examples/strings.js")};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv);

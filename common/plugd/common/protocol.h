@@ -94,6 +94,12 @@ absl::StatusOr<uint32_t> NegotiateVersion(
     const std::vector<uint32_t>& host_versions,
     const std::vector<uint32_t>& plugin_versions);
 
+// Quotes untrusted text (a plugin's output, a config value) for an error
+// message: in double quotes, control characters escaped as \xNN, cut after
+// `max` bytes with the full length noted, so binary junk cannot wreck a
+// terminal or a log line.
+std::string QuoteForMessage(absl::string_view text, size_t max = 200);
+
 // Checks a socket path for use as a plugin address: absolute and at most
 // kMaxSocketPathBytes. INVALID_ARGUMENT names the path and its length.
 absl::Status ValidateSocketPath(absl::string_view path);

@@ -428,8 +428,8 @@ int Plugin::Serve() {
   // plugin's name by the host or broker that reads them: write just
   // "[LEVEL] message", whose level the launcher recognises.
   plugd::log::SetSink([](const plugd::log::Record& record) {
-    std::string line = absl::StrCat("[", plugd::log::LevelName(record.level),
-                                    "] ");
+    std::string line =
+        absl::StrCat("[", plugd::log::LevelName(record.level), "] ");
     if (record.source != "plugd") absl::StrAppend(&line, record.source, ": ");
     absl::StrAppend(&line, record.message, "\n");
     internal::WriteAll(2, line);
