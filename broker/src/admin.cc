@@ -211,52 +211,26 @@ class AdminServer::Service : public v1::Broker::CallbackService {
   grpc::ServerUnaryReactor* Describe(grpc::CallbackServerContext* context,
                                      const v1::DescribePluginRequest* request,
                                      v1::DescribeResponse* response) override {
-    auto* reactor = context->DefaultReactor();
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-        ChannelTo(request->name());
-    if (!channel.ok()) {
-      reactor->Finish(ToGrpcStatus(channel.status()));
-      return reactor;
-    }
-    struct Call {
-      grpc::ClientContext context;
-      v1::DescribeRequest request;
-      std::unique_ptr<v1::Control::Stub> stub;
-    };
-    auto call = std::make_shared<Call>();
-    call->stub = v1::Control::NewStub(*channel);
-    call->context.set_deadline(ForwardDeadline(context));
-    const std::string name = request->name();
-    call->stub->async()->Describe(&call->context, &call->request, response,
-                                  [call, reactor, name](grpc::Status status) {
-                                    reactor->Finish(Forwarded(status, name));
-                                  });
-    return reactor;
+    static const v1::DescribeRequest kDescribe;
+    return Forward<v1::Control>(
+        context, request->name(), response,
+        [](v1::Control::Stub::async_interface* plugin,
+           grpc::ClientContext* call, v1::DescribeResponse* out,
+           std::function<void(grpc::Status)> done) {
+          plugin->Describe(call, &kDescribe, out, std::move(done));
+        });
   }
 
   grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
                                  const v1::CallPluginRequest* request,
                                  v1::CallResponse* response) override {
-    auto* reactor = context->DefaultReactor();
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-        ChannelTo(request->name());
-    if (!channel.ok()) {
-      reactor->Finish(ToGrpcStatus(channel.status()));
-      return reactor;
-    }
-    struct CallState {
-      grpc::ClientContext context;
-      std::unique_ptr<v1::Functions::Stub> stub;
-    };
-    auto call = std::make_shared<CallState>();
-    call->stub = v1::Functions::NewStub(*channel);
-    call->context.set_deadline(ForwardDeadline(context));
-    const std::string name = request->name();
-    call->stub->async()->Call(&call->context, &request->call(), response,
-                              [call, reactor, name](grpc::Status status) {
-                                reactor->Finish(Forwarded(status, name));
-                              });
-    return reactor;
+    return Forward<v1::Functions>(
+        context, request->name(), response,
+        [request](v1::Functions::Stub::async_interface* plugin,
+                  grpc::ClientContext* call, v1::CallResponse* out,
+                  std::function<void(grpc::Status)> done) {
+          plugin->Call(call, &request->call(), out, std::move(done));
+        });
   }
 
   grpc::ServerWriteReactor<v1::Event>* WatchEvents(
@@ -356,6 +330,32 @@ class AdminServer::Service : public v1::Broker::CallbackService {
       absl::MutexLock lock(&mu_);
       streams_.erase(writer);
     };
+  }
+
+  // Forwards one unary call to plugin `name` (its Service's generated stub),
+  // finishing `context`'s reactor with the plugin's answer.
+  template <typename Service, typename Response, typename Start>
+  grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
+                                    const std::string& name, Response* response,
+                                    Start start) {
+    auto* reactor = context->DefaultReactor();
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ChannelTo(name);
+    if (!channel.ok()) {
+      reactor->Finish(ToGrpcStatus(channel.status()));
+      return reactor;
+    }
+    struct CallState {
+      grpc::ClientContext context;
+      std::unique_ptr<typename Service::Stub> stub;
+    };
+    auto call = std::make_shared<CallState>();
+    call->stub = Service::NewStub(*channel);
+    call->context.set_deadline(ForwardDeadline(context));
+    start(call->stub->async(), &call->context, response,
+          [call, reactor, name](grpc::Status status) {
+            reactor->Finish(Forwarded(status, name));
+          });
+    return reactor;
   }
 
   template <typename Response, typename T>

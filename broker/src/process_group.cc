@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "plugd/broker/launcher.h"
+#include "plugd/broker/proc_stat.h"
 
 namespace plugd::broker {
 namespace internal {
@@ -28,29 +29,6 @@ namespace {
 // between the scan and the kill; the kill reaches the fork too, but it is
 // confirmed by the next scan).
 constexpr int kMaxRounds = 3;
-
-// Reads /proc/<pid>/stat and returns true with the state and pgrp.
-bool ReadStat(absl::string_view pid, char* state, pid_t* pgrp) {
-  std::string path = absl::StrCat("/proc/", pid, "/stat");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[512];
-  ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
-  ::close(fd);
-  if (n <= 0) return false;
-  absl::string_view text(buf, static_cast<size_t>(n));
-  // "pid (comm) S ppid pgrp ...": comm may hold spaces and ')'.
-  size_t close = text.rfind(')');
-  if (close == absl::string_view::npos) return false;
-  std::vector<absl::string_view> fields =
-      absl::StrSplit(text.substr(close + 1), ' ', absl::SkipEmpty());
-  if (fields.size() < 3 || fields[0].empty()) return false;
-  *state = fields[0][0];
-  int value = 0;
-  if (!absl::SimpleAtoi(fields[2], &value)) return false;
-  *pgrp = value;
-  return true;
-}
 
 std::string PidList(const std::vector<pid_t>& pids) {
   return absl::StrJoin(pids, ", ");
@@ -152,6 +130,33 @@ class GroupKiller : public std::enable_shared_from_this<GroupKiller> {
 
 }  // namespace
 
+std::optional<ProcStat> ReadProcStat(pid_t pid) {
+  std::string path = absl::StrCat("/proc/", pid, "/stat");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[512];
+  ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  absl::string_view text(buf, static_cast<size_t>(n));
+  // "pid (comm) S ppid pgrp ...": comm may hold spaces and ')'.
+  size_t close = text.rfind(')');
+  if (close == absl::string_view::npos) return std::nullopt;
+  std::vector<absl::string_view> fields =
+      absl::StrSplit(text.substr(close + 1), ' ', absl::SkipEmpty());
+  if (fields.size() < 3 || fields[0].empty()) return std::nullopt;
+  ProcStat stat;
+  stat.state = fields[0][0];
+  int ppid = 0, pgrp = 0;
+  if (!absl::SimpleAtoi(fields[1], &ppid) ||
+      !absl::SimpleAtoi(fields[2], &pgrp)) {
+    return std::nullopt;
+  }
+  stat.ppid = ppid;
+  stat.pgrp = pgrp;
+  return stat;
+}
+
 std::vector<pid_t> ListProcessGroup(pid_t pgid) {
   std::vector<pid_t> members;
   DIR* dir = ::opendir("/proc");
@@ -163,10 +168,11 @@ std::vector<pid_t> ListProcessGroup(pid_t pgid) {
         !absl::SimpleAtoi(name, &pid)) {
       continue;
     }
-    char state = 0;
-    pid_t pgrp = 0;
-    if (!ReadStat(name, &state, &pgrp) || pgrp != pgid) continue;
-    if (state == 'Z' || state == 'X' || state == 'x') continue;  // dead
+    std::optional<ProcStat> stat = ReadProcStat(pid);
+    if (!stat || stat->pgrp != pgid) continue;
+    if (stat->state == 'Z' || stat->state == 'X' || stat->state == 'x') {
+      continue;  // dead
+    }
     members.push_back(pid);
   }
   ::closedir(dir);

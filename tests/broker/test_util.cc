@@ -10,39 +10,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "plugd/broker/proc_stat.h"
 
 namespace plugd::broker::testing {
-namespace {
-
-// Reads state and ppid from /proc/<pid>/stat.
-bool ReadStat(pid_t pid, char* state, pid_t* ppid) {
-  std::string path = absl::StrCat("/proc/", pid, "/stat");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[512];
-  ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
-  ::close(fd);
-  if (n <= 0) return false;
-  absl::string_view text(buf, static_cast<size_t>(n));
-  size_t close = text.rfind(')');
-  if (close == absl::string_view::npos) return false;
-  std::vector<absl::string_view> fields =
-      absl::StrSplit(text.substr(close + 1), ' ', absl::SkipEmpty());
-  if (fields.size() < 2) return false;
-  *state = fields[0][0];
-  int value = 0;
-  if (!absl::SimpleAtoi(fields[1], &value)) return false;
-  *ppid = value;
-  return true;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 bool ProcessGone(pid_t pid) {
-  char state = 0;
-  pid_t ppid = 0;
-  if (!ReadStat(pid, &state, &ppid)) return true;
-  return state == 'Z' || state == 'X';
+  std::optional<internal::ProcStat> stat = internal::ReadProcStat(pid);
+  return !stat || stat->state == 'Z' || stat->state == 'X';
 }
 
 std::vector<pid_t> ChildrenOfThisProcess() {
@@ -53,9 +28,8 @@ std::vector<pid_t> ChildrenOfThisProcess() {
   while (struct dirent* entry = ::readdir(dir)) {
     int pid = 0;
     if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
-    char state = 0;
-    pid_t ppid = 0;
-    if (ReadStat(pid, &state, &ppid) && ppid == self) children.push_back(pid);
+    std::optional<internal::ProcStat> stat = internal::ReadProcStat(pid);
+    if (stat && stat->ppid == self) children.push_back(pid);
   }
   ::closedir(dir);
   return children;

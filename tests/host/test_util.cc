@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "plugd/broker/proc_stat.h"
 
 extern char** environ;
 
@@ -40,21 +41,8 @@ std::vector<char*> Argv(const std::vector<std::string>& argv) {
   return out;
 }
 
-// State letter and parent pid from /proc/PID/stat; false if gone.
-bool ReadStat(pid_t pid, char* state, pid_t* ppid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(in)),
-                   std::istreambuf_iterator<char>());
-  size_t close = text.rfind(')');
-  if (close == std::string::npos || close + 4 >= text.size()) return false;
-  std::vector<std::string> fields = absl::StrSplit(text.substr(close + 2), ' ');
-  if (fields.size() < 2) return false;
-  *state = fields[0][0];
-  int parent = 0;
-  if (!absl::SimpleAtoi(fields[1], &parent)) return false;
-  *ppid = parent;
-  return true;
-}
+using ::plugd::broker::internal::ProcStat;
+using ::plugd::broker::internal::ReadProcStat;
 
 class NoLeftoversEnvironment : public ::testing::Environment {
  public:
@@ -71,10 +59,9 @@ class NoLeftoversEnvironment : public ::testing::Environment {
     while (dirent* entry = readdir(proc)) {
       int pid = 0;
       if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
-      char state = 0;
-      pid_t ppid = 0;
-      if (!ReadStat(pid, &state, &ppid)) continue;
-      if (ppid == getpid() && state != 'Z') {
+      std::optional<ProcStat> stat = ReadProcStat(pid);
+      if (!stat) continue;
+      if (stat->ppid == getpid() && stat->state != 'Z') {
         std::ifstream cmd(absl::StrCat("/proc/", pid, "/cmdline"));
         std::string line((std::istreambuf_iterator<char>(cmd)),
                          std::istreambuf_iterator<char>());
@@ -95,9 +82,8 @@ std::string BinDir() { return PLUGD_BIN_DIR; }
 std::string Bin(const std::string& name) { return BinDir() + "/" + name; }
 
 bool PidAlive(pid_t pid) {
-  char state = 0;
-  pid_t ppid = 0;
-  return ReadStat(pid, &state, &ppid) && state != 'Z' && state != 'X';
+  std::optional<ProcStat> stat = ReadProcStat(pid);
+  return stat && stat->state != 'Z' && stat->state != 'X';
 }
 
 bool WaitForPidGone(pid_t pid, absl::Duration timeout) {

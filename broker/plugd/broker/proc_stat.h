@@ -1,0 +1,24 @@
+// Internal: reading a process's state, parent and process group from
+// /proc/<pid>/stat. Used by the process-group cleanup and by tests that
+// check for leftover processes.
+#ifndef PLUGD_BROKER_PROC_STAT_H_
+#define PLUGD_BROKER_PROC_STAT_H_
+
+#include <sys/types.h>
+
+#include <optional>
+
+namespace plugd::broker::internal {
+
+struct ProcStat {
+  char state = 0;  // 'R', 'S', 'Z' (zombie), ...
+  pid_t ppid = 0;
+  pid_t pgrp = 0;
+};
+
+// Empty when the process is gone or its stat cannot be read.
+std::optional<ProcStat> ReadProcStat(pid_t pid);
+
+}  // namespace plugd::broker::internal
+
+#endif  // PLUGD_BROKER_PROC_STAT_H_
