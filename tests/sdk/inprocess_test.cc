@@ -98,10 +98,14 @@ TEST(InProcessPluginTest, SetServingHooksAndShutdown) {
 
   plugin.Shutdown();
   plugin.Shutdown();  // harmless
-  ASSERT_TRUE(watch->Read(&response));
-  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
-  EXPECT_FALSE(watch->Read(&response));
-  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The stream ends. Its last NOT_SERVING update usually arrives first, but
+  // the SDK closes the connections as soon as no call is left, which can
+  // drop that last frame (and turn UNAVAILABLE into CANCELLED); whatever
+  // does arrive must not claim SERVING.
+  while (watch->Read(&response)) {
+    EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  }
+  EXPECT_FALSE(watch->Finish().ok());
   serving.join();
   EXPECT_EQ(exit_code.load(), 0);
   EXPECT_EQ(stopped.load(), 1);
