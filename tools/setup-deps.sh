@@ -17,6 +17,10 @@ packages=(
   clang-format
   # Python plugin SDK: Debian's /usr/bin/python3 with gRPC and protobuf
   python3 python3-grpcio python3-protobuf
+  # Go plugin SDK, GOPATH mode: Go 1.19, grpc-go, golang/protobuf 1.3
+  # (APIv1) and its protoc-gen-go, HashiCorp go-plugin
+  golang-go golang-google-grpc-dev golang-goprotobuf-dev protoc-gen-go-1-3
+  golang-github-hashicorp-go-plugin-dev
 )
 # Node.js plugin SDK: node and npm, from Debian unless some node is already
 # installed (e.g. NodeSource's nodejs, which bundles npm and conflicts with
