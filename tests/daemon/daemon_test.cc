@@ -1014,6 +1014,52 @@ TEST_F(DaemonTest, NeverRestartedPluginFailsFast) {
   }
 }
 
+// 15. calc with a C++, a Python and a Node plugin under the broker: one
+// invocation finds each function in the plugin that offers it, and a killed
+// Python plugin is restarted under calc's next call.
+TEST_F(DaemonTest, CalcCallsCppPythonAndNodeUnderTheBroker) {
+  StartDaemon(PluginYaml("random", {Bin("plugd-random")}) +
+              PluginYaml("stats", {Bin("plugd-py-stats")}) +
+              PluginYaml("strings", {Bin("plugd-node-strings")}));
+  ReadyPid("random");
+  int64_t stats = ReadyPid("stats");
+  ReadyPid("strings");
+  auto calc = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {Bin("calc"), "--broker", admin_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, kGuard);
+  };
+
+  CommandResult list = calc({"--list"});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  for (const char* want : {"random  (plugin random)", "mean  (plugin stats)",
+                           "upper  (plugin strings)"}) {
+    EXPECT_TRUE(absl::StrContains(list.out, want)) << want << " not in\n"
+                                                   << list.out;
+  }
+  CommandResult r = calc({"random", "7", "7"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "7\n");
+  r = calc({"mean", "1", "2", "6"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "3\n");
+  r = calc({"upper", "plugd"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "PLUGD")) << r.out;
+  r = calc({"median", "1", "x"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(
+      absl::StrContains(r.err, "median: argument 2 (x) must be a number"))
+      << r.err;
+
+  // The Python plugin dies; the broker restarts it and the next calc works.
+  ASSERT_EQ(kill(static_cast<pid_t>(stats), SIGKILL), 0);
+  ReadyPid("stats", stats);
+  r = calc({"stdev", "2", "4", "4", "4", "5", "5", "7", "9"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "2.138089935299395\n");
+}
+
 }  // namespace
 }  // namespace plugd::testing
 
