@@ -1,10 +1,11 @@
-// Plugins in Python and Node.js, launched and called through the C++ host
+// Plugins in Python, Node.js and Go, launched and called through the C++ host
 // library exactly like the C++ ones: functions, one set of KV test vectors
 // for every KV implementation, Describe and health, graceful stops, and the
 // host's errors for broken plugins.
 //
-// Python and Node are required: when either is missing the tests fail
-// saying what to install (tools/setup-deps.sh installs both).
+// Python, Node and Go are required: when one is missing the tests fail
+// saying what to install (tools/setup-deps.sh installs them; the build
+// compiles the Go plugins).
 #include <signal.h>
 #include <unistd.h>
 
@@ -59,8 +60,12 @@ std::string MissingRuntimes() {
                R_OK) != 0) {
       out += "plugin-sdk/node/node_modules (npm ci in plugin-sdk/node); ";
     }
+    if (access(Bin("plugd-go-kv").c_str(), X_OK) != 0) {
+      out += "the Go plugins (build/bin/plugd-go-*, built with golang-go); ";
+    }
     if (!out.empty()) {
-      out = "missing: " + out + "run `make setup` (tools/setup-deps.sh)";
+      out = "missing: " + out +
+            "run `make setup` (tools/setup-deps.sh), then build";
     }
     return out;
   }();
@@ -68,7 +73,7 @@ std::string MissingRuntimes() {
 }
 
 #define REQUIRE_RUNTIMES() \
-  ASSERT_EQ(MissingRuntimes(), "") << "Python/Node plugins cannot run"
+  ASSERT_EQ(MissingRuntimes(), "") << "Python/Node/Go plugins cannot run"
 
 class PolyglotTest : public ::testing::Test {
  protected:
@@ -184,6 +189,62 @@ TEST_F(PolyglotTest, NodeStringsFunctions) {
             "upper, wordcount");
 }
 
+TEST_F(PolyglotTest, GoHashFunctions) {
+  auto hash = MustLaunch("hash", {Bin("plugd-go-hash")});
+  ASSERT_NE(hash, nullptr);
+  auto sha = hash->Call("sha256", {StringValue("abc")});
+  ASSERT_TRUE(sha.ok()) << sha.status();
+  EXPECT_EQ(sha->string_value(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  auto joined = hash->Call("sha256", {StringValue("a"), StringValue("bc")});
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->string_value(), sha->string_value());
+  auto b64 = hash->Call("base64", {StringValue("hello, world")});
+  ASSERT_TRUE(b64.ok()) << b64.status();
+  EXPECT_EQ(b64->string_value(), "aGVsbG8sIHdvcmxk");
+  auto std = hash->Call("base64", {StringValue("~~~")});
+  ASSERT_TRUE(std.ok()) << std.status();
+  EXPECT_EQ(std->string_value(), "fn5+");
+  auto url = hash->Call("base64", {StringValue("~~~"), StringValue("true")});
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ(url->string_value(), "fn5-");
+  auto hex = hash->Call("hex", {StringValue("hi")});
+  ASSERT_TRUE(hex.ok()) << hex.status();
+  EXPECT_EQ(hex->string_value(), "6869");
+
+  auto bad = hash->Call("hex", {NumberValue(3)});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(),
+            "hex: argument 1 (s) must be a string, got number 3");
+  auto flag = hash->Call("base64", {StringValue("x"), StringValue("maybe")});
+  EXPECT_EQ(flag.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(flag.status().message(),
+            "base64: argument 2 (url) must be true or false, got string "
+            "\"maybe\"");
+  auto arity = hash->Call("hex", {StringValue("a"), StringValue("b")});
+  EXPECT_EQ(arity.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(arity.status().message(),
+            "hex: expected 1 argument (hex S), got 2");
+  auto none = hash->Call("sha256", {});
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(none.status().message(),
+            "sha256: expected at least 1 argument (sha256 S...), got 0");
+  auto unknown = hash->Call("md5", {StringValue("a")});
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(unknown.status().message(),
+            "no function \"md5\" in plugin hash; it offers: base64, hex, "
+            "sha256");
+
+  auto list = hash->ListFunctions();
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].name(), "base64");
+  EXPECT_EQ((*list)[0].min_args(), 1u);
+  EXPECT_EQ((*list)[0].max_args(), 2);
+  EXPECT_EQ((*list)[0].params(1).kind(), v1::VALUE_KIND_BOOL);
+  EXPECT_TRUE((*list)[0].params(1).optional());
+}
+
 TEST_F(PolyglotTest, PluginWithoutAnySdk) {
   auto echo = MustLaunch("echo", {Bin("plugd-py-nosdk-echo")});
   ASSERT_NE(echo, nullptr);
@@ -224,6 +285,8 @@ std::vector<Example> Examples() {
        {"plugd.v1.Functions"}},
       {"NodeStrings", "plugd-node-strings", "strings", {"plugd.v1.Functions"}},
       {"NodeKv", "plugd-node-kv", "kv", {"kv.v1.KV"}},
+      {"GoHash", "plugd-go-hash", "hash", {"plugd.v1.Functions"}},
+      {"GoKv", "plugd-go-kv", "kv", {"kv.v1.KV"}},
   };
 }
 
@@ -528,7 +591,8 @@ TEST_P(KvVectors, ACorruptDataFileStopsTheStartNamingIt) {
 INSTANTIATE_TEST_SUITE_P(AllLanguages, KvVectors,
                          ::testing::Values(KvImpl{"cpp", "plugd-kv"},
                                            KvImpl{"python", "plugd-py-kv"},
-                                           KvImpl{"node", "plugd-node-kv"}),
+                                           KvImpl{"node", "plugd-node-kv"},
+                                           KvImpl{"go", "plugd-go-kv"}),
                          [](const ::testing::TestParamInfo<KvImpl>& info) {
                            return info.param.name;
                          });
@@ -557,11 +621,12 @@ TEST_P(BrokenTest, GarbageHandshakeIsQuoted) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    PythonAndNode, BrokenTest,
-    ::testing::Values(Broken{"py", "plugd-py-broken-handshake",
-                             "hello from a python plugin"},
-                      Broken{"node", "plugd-node-broken-handshake",
-                             "hello from a node plugin"}),
+    Languages, BrokenTest,
+    ::testing::Values(
+        Broken{"py", "plugd-py-broken-handshake", "hello from a python plugin"},
+        Broken{"node", "plugd-node-broken-handshake",
+               "hello from a node plugin"},
+        Broken{"go", "plugd-go-broken-handshake", "hello from a go plugin"}),
     [](const ::testing::TestParamInfo<Broken>& info) {
       return info.param.name;
     });
@@ -570,7 +635,8 @@ TEST_F(PolyglotTest, CrashAtStartGivesCodeAndStderr) {
   for (const auto& [name, binary, who] :
        std::vector<std::tuple<std::string, std::string, std::string>>{
            {"py-crash", "plugd-py-crash-at-start", "python"},
-           {"node-crash", "plugd-node-crash-at-start", "node"}}) {
+           {"node-crash", "plugd-node-crash-at-start", "node"},
+           {"go-crash", "plugd-go-crash-at-start", "go"}}) {
     absl::Status status = Launch(name, {Bin(binary)}).status();
     EXPECT_FALSE(status.ok()) << name;
     EXPECT_THAT(
@@ -583,7 +649,7 @@ TEST_F(PolyglotTest, CrashAtStartGivesCodeAndStderr) {
   }
 }
 
-// --- calc with C++, Python and Node plugins at once ------------------------
+// --- calc with C++, Python, Node and Go plugins at once --------------------
 
 CommandResult Calc(std::vector<std::string> args) {
   std::vector<std::string> argv = {
@@ -593,18 +659,21 @@ CommandResult Calc(std::vector<std::string> args) {
       "--plugin",
       Bin("plugd-py-stats"),
       "--plugin",
-      Source("plugin-sdk/node/examples/strings.js")};
+      Source("plugin-sdk/node/examples/strings.js"),
+      "--plugin",
+      Bin("plugd-go-hash")};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv);
 }
 
-TEST(PolyglotCalc, CallsCppPythonAndNodeFunctions) {
+TEST(PolyglotCalc, CallsCppPythonNodeAndGoFunctions) {
   REQUIRE_RUNTIMES();
   CommandResult list = Calc({"--list"});
   EXPECT_EQ(list.exit_code, 0) << list.err;
   EXPECT_THAT(list.out, AllOf(HasSubstr("random  (plugin random)"),
                               HasSubstr("mean  (plugin py-stats)"),
-                              HasSubstr("upper  (plugin strings.js)")));
+                              HasSubstr("upper  (plugin strings.js)"),
+                              HasSubstr("sha256  (plugin go-hash)")));
   CommandResult r = Calc({"random", "7", "7"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "7\n");
@@ -614,13 +683,19 @@ TEST(PolyglotCalc, CallsCppPythonAndNodeFunctions) {
   r = Calc({"upper", "plugd"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("PLUGD"));
+  r = Calc({"hex", "plugd"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "706c756764\n");
+  r = Calc({"hex", "3"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("hex: argument 1 (s) must be a string"));
   r = Calc({"median", "1", "x"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("median: argument 2 (x) must be a number"));
   r = Calc({"frobnicate"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, AllOf(HasSubstr("random"), HasSubstr("mean"),
-                           HasSubstr("wordcount")));
+                           HasSubstr("wordcount"), HasSubstr("sha256")));
 }
 
 }  // namespace
