@@ -23,18 +23,23 @@ import (
 )
 
 func main() {
-	def := os.Getenv("KV_DATA_FILE")
-	if def == "" {
-		def = "kv-data.pb"
-	}
-	data := flag.String("data", def, "the data file")
+	data := flag.String("data", defaultDataFile(), "the data file")
 	flag.Parse()
-
 	p := plugd.New("kv", "1.0.0")
 	store := &Store{path: *data}
 	p.OnStart(store.Load)
-	p.RegisterServices(func(s *grpc.Server) { kvv1.RegisterKVServer(s, &server{store: store, plugin: p}) })
+	p.RegisterServices(func(s *grpc.Server) {
+		kvv1.RegisterKVServer(s, &server{store: store, plugin: p})
+	})
 	os.Exit(p.Serve())
+}
+
+// defaultDataFile is $KV_DATA_FILE, else kv-data.pb.
+func defaultDataFile() string {
+	if path := os.Getenv("KV_DATA_FILE"); path != "" {
+		return path
+	}
+	return "kv-data.pb"
 }
 
 // server serves kv.v1.KV over a Store.
