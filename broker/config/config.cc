@@ -49,6 +49,7 @@
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/message.h"
 #include "plugd/common/log.h"
+#include "plugd/common/protocol.h"
 #include "plugd/common/status.h"
 #include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
@@ -966,6 +967,43 @@ absl::Status Loader::ValidatePlugin(const std::string& path,
                      "default)");
     }
   }
+  if (plugin->has_go_plugin()) {
+    const std::string go_path = path + ".go_plugin";
+    const v1::GoPluginConfig& go = plugin->go_plugin();
+    for (const char* key : {"magic_cookie_key", "magic_cookie_value"}) {
+      const FieldDescriptor* field =
+          v1::GoPluginConfig::descriptor()->FindFieldByName(key);
+      if (go.GetReflection()->GetString(go, field).empty()) {
+        return ErrorAt(
+            Written(absl::StrCat(go_path, ".", key))
+                ? absl::StrCat(go_path, ".", key)
+                : go_path,
+            absl::StrCat("missing ", key,
+                         "; copy MagicCookieKey and MagicCookieValue from "
+                         "the plugin's plugin.HandshakeConfig"));
+      }
+    }
+    if (go.magic_cookie_key().find('=') != std::string::npos ||
+        go.magic_cookie_key().find('\0') != std::string::npos) {
+      return ErrorAt(go_path + ".magic_cookie_key",
+                     absl::StrCat("invalid environment variable name ",
+                                  Quote(go.magic_cookie_key()),
+                                  "; names must not contain '='"));
+    }
+    if (go.magic_cookie_value().find('\0') != std::string::npos) {
+      return ErrorAt(go_path + ".magic_cookie_value",
+                     "the value contains a NUL character");
+    }
+    for (const char* key : {"min_port", "max_port"}) {
+      const FieldDescriptor* field =
+          v1::GoPluginConfig::descriptor()->FindFieldByName(key);
+      const uint32_t port = go.GetReflection()->GetUInt32(go, field);
+      if (port > 65535) {
+        return ErrorAt(absl::StrCat(go_path, ".", key),
+                       absl::StrCat(port, " is not a TCP port (0 to 65535)"));
+      }
+    }
+  }
   // A zero here would make the broker give up at once or spin.
   for (const char* key : {"start_timeout", "restart_window", "health_interval",
                           "unhealthy_timeout", "liveness_timeout"}) {
@@ -1001,6 +1039,28 @@ absl::Status Loader::ValidateAfterDefaults(const v1::BrokerConfig& config) {
           absl::StrCat("the initial backoff (", FormatDuration(initial),
                        ") is longer than the max backoff (",
                        FormatDuration(max), "); raise max or lower initial"));
+    }
+    if (plugin.has_go_plugin()) {
+      const v1::GoPluginConfig& go = plugin.go_plugin();
+      if (go.min_port() > go.max_port()) {
+        const std::string go_path = path + ".go_plugin";
+        return ErrorAt(
+            Written(go_path + ".min_port") ? go_path + ".min_port"
+                                           : go_path + ".max_port",
+            absl::StrCat("min_port (", go.min_port(), ") is above max_port (",
+                         go.max_port(), "); raise max_port or lower min_port"));
+      }
+      // go-plugin names its socket <socket_dir>/plugin<up to 10 digits>.
+      const size_t go_socket_bytes = socket_dir.size() + 17;
+      if (go_socket_bytes > kMaxSocketPathBytes) {
+        return ErrorAt(
+            path + ".go_plugin",
+            absl::StrCat("a go-plugin plugin creates its socket in socket_dir ",
+                         socket_dir, ", a path of up to ", go_socket_bytes,
+                         " bytes, over the ", kMaxSocketPathBytes,
+                         "-byte limit of Unix sockets; use a shorter "
+                         "socket_dir"));
+      }
     }
     const size_t socket_bytes =
         socket_dir.size() + 1 + plugin.name().size() + std::strlen(".sock");
@@ -1134,6 +1194,11 @@ void ApplyDefaults(v1::BrokerConfig* config) {
     if (plugin.log_line_bytes() == 0) plugin.set_log_line_bytes(16384);
     if (!plugin.has_log_rate_bytes()) plugin.set_log_rate_bytes(262144);
     if (!plugin.has_autostart()) plugin.set_autostart(true);
+    if (plugin.has_go_plugin()) {
+      v1::GoPluginConfig* go = plugin.mutable_go_plugin();
+      if (go->min_port() == 0) go->set_min_port(kGoPluginDefaultMinPort);
+      if (go->max_port() == 0) go->set_max_port(kGoPluginDefaultMaxPort);
+    }
   }
 }
 

@@ -317,6 +317,14 @@ absl::StatusOr<SupervisedPluginSpec> SpecFromConfig(
   launch.stop_grace = FromProto(config.stop_timeout());
   launch.max_message_bytes = config.max_message_bytes();
   launch.output.max_line_bytes = config.log_line_bytes();
+  if (config.has_go_plugin()) {
+    GoPluginOptions go;
+    go.magic_cookie_key = config.go_plugin().magic_cookie_key();
+    go.magic_cookie_value = config.go_plugin().magic_cookie_value();
+    go.min_port = config.go_plugin().min_port();
+    go.max_port = config.go_plugin().max_port();
+    launch.go_plugin = std::move(go);
+  }
   spec.restart = config.restart();
   spec.backoff.initial = FromProto(config.backoff().initial());
   spec.backoff.max = FromProto(config.backoff().max());

@@ -30,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "goplugin/grpc_controller.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "plugd/broker/socket.h"
 #include "plugd/common/log.h"
@@ -60,6 +61,18 @@ constexpr absl::Duration kMinConnectDeadline = absl::Milliseconds(100);
 constexpr size_t kReadBufferBytes = 64 * 1024;
 constexpr size_t kErrorStderrLines = 10;
 constexpr size_t kMaxEarlyStdoutBytes = 4096;
+// go-plugin names its socket $TMPDIR/plugin<random uint32>: at most 16 bytes
+// after the directory and its slash.
+constexpr size_t kGoPluginSocketNameBytes = 16;
+// What go-plugin's plugin.Serve prints when the cookie does not match.
+constexpr char kGoPluginCookieRefusal[] = "This binary is a plugin";
+
+// The directory part of a socket path ("/" for "/x.sock").
+std::string DirName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == 0 || slash == std::string::npos) return "/";
+  return path.substr(0, slash);
+}
 
 // Quotes `text` for an error message (see QuoteForMessage).
 std::string Quote(absl::string_view text, size_t max = 300) {
@@ -291,6 +304,40 @@ absl::Status ValidateOptions(const LaunchOptions& options) {
   if (options.max_message_bytes <= 0) {
     return invalid("max_message_bytes must be positive");
   }
+  if (options.go_plugin) {
+    const GoPluginOptions& go = *options.go_plugin;
+    if (go.magic_cookie_key.empty() || go.magic_cookie_value.empty()) {
+      return invalid(
+          "go_plugin needs the application's magic cookie: set "
+          "magic_cookie_key and magic_cookie_value to the plugin's "
+          "plugin.HandshakeConfig MagicCookieKey and MagicCookieValue");
+    }
+    if (go.magic_cookie_key.find('=') != std::string::npos ||
+        go.magic_cookie_key.find('\0') != std::string::npos ||
+        go.magic_cookie_value.find('\0') != std::string::npos) {
+      return invalid(absl::StrCat("go_plugin magic cookie key ",
+                                  Quote(go.magic_cookie_key),
+                                  " is not a valid environment variable name "
+                                  "(or the value holds a NUL)"));
+    }
+    if (go.min_port > go.max_port || go.max_port > 65535) {
+      return invalid(absl::StrCat("go_plugin port range ", go.min_port, "..",
+                                  go.max_port,
+                                  " is not valid; need min_port <= max_port "
+                                  "<= 65535"));
+    }
+    const std::string dir = DirName(options.socket_path);
+    if (dir.size() + 1 + kGoPluginSocketNameBytes > kMaxSocketPathBytes) {
+      return invalid(absl::StrCat(
+          "socket directory ", dir, " is ", dir.size(),
+          " bytes; a go-plugin plugin creates its socket there with a name of "
+          "up to ",
+          kGoPluginSocketNameBytes,
+          " bytes and Unix socket paths are limited "
+          "to ",
+          kMaxSocketPathBytes, " bytes: choose a shorter socket directory"));
+    }
+  }
   if (!options.working_dir.empty()) {
     struct stat st;
     if (::stat(options.working_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -318,9 +365,26 @@ std::vector<std::string> BuildEnvironment(const LaunchOptions& options) {
     }
   }
   for (const auto& [key, value] : options.env) env[key] = value;
-  env[kEnvMagicCookieKey] = kMagicCookieValue;
-  env[kEnvSocket] = options.socket_path;
-  env[kEnvProtocolVersions] = FormatVersionList(options.protocol_versions);
+  if (options.go_plugin) {
+    // go-plugin's variables only: a plugd SDK plugin that also knows the
+    // application's cookie then runs in its go-plugin mode.
+    env.erase(kEnvMagicCookieKey);
+    env.erase(kEnvSocket);
+    env.erase(kEnvProtocolVersions);
+    const GoPluginOptions& go = *options.go_plugin;
+    env[go.magic_cookie_key] = go.magic_cookie_value;
+    env[kEnvGoPluginProtocolVersions] =
+        FormatVersionList(options.protocol_versions);
+    env[kEnvGoPluginMinPort] = absl::StrCat(go.min_port);
+    env[kEnvGoPluginMaxPort] = absl::StrCat(go.max_port);
+    // go-plugin creates its socket with ioutil.TempFile("", "plugin"): in
+    // our private directory, not in a world-writable /tmp.
+    env["TMPDIR"] = DirName(options.socket_path);
+  } else {
+    env[kEnvMagicCookieKey] = kMagicCookieValue;
+    env[kEnvSocket] = options.socket_path;
+    env[kEnvProtocolVersions] = FormatVersionList(options.protocol_versions);
+  }
   env[kEnvPluginName] = options.name;
   env[kEnvMaxMessageBytes] = absl::StrCat(options.max_message_bytes);
   env[kEnvShutdownGraceMs] =
@@ -552,6 +616,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + remaining));
     grpc::health::v1::HealthCheckRequest request;
+    request.set_service(options_.health_service());
     grpc::health::v1::HealthCheckResponse response;
     grpc::Status status = stub->Check(&context, request, &response);
     if (!status.ok() &&
@@ -575,6 +640,29 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
           "; last stderr lines: ", LastStderr()));
     }
     loop_.Run([&] { channel_ = channel; });
+    return absl::OkStatus();
+  }
+
+  // Caller thread, after the connect check of a go-plugin plugin: points
+  // the stable socket_path at the socket the plugin chose, replacing what is
+  // there in one rename, so a host connecting to socket_path reaches this
+  // instance.
+  absl::Status LinkStableSocket() {
+    if (!options_.go_plugin || handshake_.network != "unix" ||
+        handshake_.address == options_.socket_path) {
+      return absl::OkStatus();
+    }
+    const std::string& path = options_.socket_path;
+    const std::string temp = absl::StrCat(path, ".link");
+    ::unlink(temp.c_str());
+    if (::symlink(handshake_.address.c_str(), temp.c_str()) != 0 ||
+        ::rename(temp.c_str(), path.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(temp.c_str());
+      return ErrnoStatus(
+          err, absl::StrCat("plugin ", options_.name, ": cannot link ", path,
+                            " to the socket it chose, ", handshake_.address));
+    }
     return absl::OkStatus();
   }
 
@@ -625,6 +713,8 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   Handshake handshake_;  // written by Launch before the object is shared
+  // Set on the loop once handshake_ is written (for the exit cleanup).
+  bool handshake_known_ = false;
 
  private:
   void ReadStdout() {
@@ -728,6 +818,8 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
   void OnHandshakeLine(absl::string_view line, bool truncated) {
     if (!handshake_promise_) return;
     const std::string& name = options_.name;
+    const char* kind =
+        options_.go_plugin ? "a go-plugin plugin using gRPC" : "a plugd plugin";
     absl::StatusOr<Handshake> parsed = ParseHandshake(line);
     if (!parsed.ok() || truncated) {
       if (parsed.status().code() == absl::StatusCode::kFailedPrecondition) {
@@ -738,10 +830,10 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
           truncated ? absl::StrCat("the line is longer than ",
                                    options_.output.max_line_bytes, " bytes")
                     : std::string(parsed.status().message());
-      return ResolveHandshake(absl::UnknownError(absl::StrCat(
-          "plugin ", name, " printed ", Quote(line),
-          " instead of a handshake line (", why,
-          "); is it a plugd plugin? last stderr lines: ", LastStderr())));
+      return ResolveHandshake(absl::UnknownError(
+          absl::StrCat("plugin ", name, " printed ", Quote(line),
+                       " instead of a handshake line (", why, "); is it ", kind,
+                       "? last stderr lines: ", LastStderr())));
     }
     const Handshake& h = *parsed;
     if (h.core_version != kCoreProtocolVersion) {
@@ -761,7 +853,8 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
           FormatVersionList(options_.protocol_versions), "] (handshake ",
           Quote(line), "); upgrade whichever side is older")));
     }
-    if (h.network == "unix" && h.address != options_.socket_path) {
+    if (h.network == "unix" && h.address != options_.socket_path &&
+        !options_.go_plugin) {
       PLUGD_LOG(INFO) << "plugin " << name << " listens on " << h.address
                       << " instead of " << options_.socket_path;
     }
@@ -782,9 +875,20 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
   void MaybeFailEarlyExit() {
     if (!handshake_promise_ || !exited_) return;
     if (!(stdout_eof_ && stderr_eof_) && !drain_expired_) return;
+    std::string stderr_lines = LastStderr();
+    std::string hint;
+    if (options_.go_plugin &&
+        absl::StrContains(stderr_lines, kGoPluginCookieRefusal)) {
+      hint = absl::StrCat(
+          "; go-plugin refused the magic cookie ",
+          options_.go_plugin->magic_cookie_key, "=",
+          Quote(options_.go_plugin->magic_cookie_value),
+          ": set go_plugin magic_cookie_key and magic_cookie_value to the "
+          "plugin's HandshakeConfig");
+    }
     ResolveHandshake(absl::UnknownError(absl::StrCat(
         "plugin ", options_.name, " ", leader_status_.ToString(),
-        " before its handshake; last stderr lines: ", LastStderr())));
+        " before its handshake; last stderr lines: ", stderr_lines, hint)));
   }
 
   void Kill() {
@@ -861,6 +965,13 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
                        << status.message();
     }
     absl::Status removed = RemoveStaleSocket(options_.socket_path);
+    // A go-plugin plugin killed before it could remove the socket it chose:
+    // remove it too, when it is in our directory.
+    if (removed.ok() && options_.go_plugin && handshake_known_ &&
+        handshake_.network == "unix" &&
+        DirName(handshake_.address) == DirName(options_.socket_path)) {
+      removed = RemoveStaleSocket(handshake_.address);
+    }
     if (!removed.ok()) {
       PLUGD_LOG(WARNING) << "plugin " << options_.name << ": "
                          << removed.message();
@@ -897,6 +1008,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     if (channel_ == nullptr) return SendTerm();
 
     stop_phase_ = StopPhase::kShutdownSent;
+    if (options_.go_plugin) return SendGoPluginShutdown(grace);
     struct Call {
       grpc::ClientContext context;
       v1::ShutdownRequest request;
@@ -914,6 +1026,35 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
         [self, call](grpc::Status status) {
           // A gRPC thread: hand the result to the loop.
           self->loop_.Post([self, status] { self->OnShutdownReply(status); });
+        });
+    ArmStopTimer([self] { self->SendTerm(); });
+  }
+
+  // go-plugin's plugin.GRPCController/Shutdown. go-plugin's own server stops
+  // (grpc.Server.Stop) inside the call, so the call usually ends UNAVAILABLE
+  // although the plugin is on its way out: only UNIMPLEMENTED (no controller)
+  // moves on to SIGTERM at once; otherwise the plugin has its grace period.
+  void SendGoPluginShutdown(absl::Duration grace) {
+    struct Call {
+      grpc::ClientContext context;
+      ::plugin::Empty request;
+      ::plugin::Empty response;
+      std::unique_ptr<::plugin::GRPCController::Stub> stub;
+    };
+    auto call = std::make_shared<Call>();
+    call->stub = ::plugin::GRPCController::NewStub(channel_);
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + grace));
+    shutdown_rpc_pending_ = true;
+    auto self = shared_from_this();
+    call->stub->async()->Shutdown(
+        &call->context, &call->request, &call->response,
+        [self, call](grpc::Status status) {
+          self->loop_.Post([self, status] {
+            self->OnShutdownReply(status.error_code() ==
+                                          grpc::StatusCode::UNIMPLEMENTED
+                                      ? status
+                                      : grpc::Status::OK);
+          });
         });
     ArmStopTimer([self] { self->SendTerm(); });
   }
@@ -1044,7 +1185,9 @@ absl::StatusOr<std::shared_ptr<PluginProcess>> PluginProcess::Launch(
     return result.status();
   }
   impl->handshake_ = *std::move(result);
+  loop.Run([&] { impl->handshake_known_ = true; });
   absl::Status connected = impl->CheckConnectable();
+  if (connected.ok()) connected = impl->LinkStableSocket();
   if (!connected.ok()) {
     impl->KillAndReap();
     return connected;

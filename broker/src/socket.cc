@@ -38,7 +38,18 @@ absl::StatusOr<Probe> ProbeSocket(const std::string& path) {
     if (errno == ENOENT) return Probe::kNothing;
     return ErrnoStatus(errno, absl::StrCat("cannot stat socket path ", path));
   }
-  if (!S_ISSOCK(st.st_mode)) return Probe::kNotSocket;
+  if (S_ISLNK(st.st_mode)) {
+    // A go-plugin plugin's stable path: a symlink to the socket it chose.
+    struct stat target;
+    if (::stat(path.c_str(), &target) != 0) {
+      // Dangling: the socket it pointed to is gone.
+      if (errno == ENOENT) return Probe::kStale;
+      return ErrnoStatus(errno, absl::StrCat("cannot stat socket path ", path));
+    }
+    if (!S_ISSOCK(target.st_mode)) return Probe::kNotSocket;
+  } else if (!S_ISSOCK(st.st_mode)) {
+    return Probe::kNotSocket;
+  }
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     return ErrnoStatus(errno,
@@ -61,7 +72,8 @@ absl::StatusOr<Probe> ProbeSocket(const std::string& path) {
     return Probe::kLive;
   }
   if (err == ECONNREFUSED) return Probe::kStale;
-  if (err == ENOENT) return Probe::kNothing;
+  if (err == ENOENT)
+    return S_ISLNK(st.st_mode) ? Probe::kStale : Probe::kNothing;
   return ErrnoStatus(err, absl::StrCat("cannot probe socket ", path));
 }
 

@@ -92,12 +92,13 @@ class HealthWatch : public grpc::ClientReadReactor<HealthCheckResponse> {
   using OnDoneFn = std::function<void(grpc::Status)>;
 
   static std::shared_ptr<WatchHandle> Start(
-      std::shared_ptr<grpc::Channel> channel, std::shared_ptr<LoopGate> gate,
-      OnStatus on_status, OnDoneFn on_done) {
+      std::shared_ptr<grpc::Channel> channel, const std::string& service,
+      std::shared_ptr<LoopGate> gate, OnStatus on_status, OnDoneFn on_done) {
     auto handle = std::make_shared<WatchHandle>();
     auto* watch =
         new HealthWatch(std::move(channel), std::move(gate),
                         std::move(on_status), std::move(on_done), handle);
+    watch->request_.set_service(service);
     {
       absl::MutexLock lock(&handle->mu);
       handle->watch = watch;
@@ -224,6 +225,12 @@ bool SupervisedPluginSpec::SameAs(const SupervisedPluginSpec& o) const {
          a.start_timeout == b.start_timeout && a.stop_grace == b.stop_grace &&
          a.max_message_bytes == b.max_message_bytes &&
          a.output.max_line_bytes == b.output.max_line_bytes &&
+         a.go_plugin.has_value() == b.go_plugin.has_value() &&
+         (!a.go_plugin ||
+          (a.go_plugin->magic_cookie_key == b.go_plugin->magic_cookie_key &&
+           a.go_plugin->magic_cookie_value == b.go_plugin->magic_cookie_value &&
+           a.go_plugin->min_port == b.go_plugin->min_port &&
+           a.go_plugin->max_port == b.go_plugin->max_port)) &&
          restart == o.restart && backoff.initial == o.backoff.initial &&
          backoff.max == o.backoff.max &&
          backoff.multiplier == o.backoff.multiplier &&
@@ -402,6 +409,13 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     }
     s.set_restarts(e.restarts);
     s.set_address(absl::StrCat("unix:", e.spec.launch.socket_path));
+    s.set_go_plugin(e.spec.launch.go_plugin.has_value());
+    if (e.process && e.process->running()) {
+      const Handshake& h = e.process->handshake();
+      if (h.network != "unix" || h.address != e.spec.launch.socket_path) {
+        s.set_announced_address(h.GrpcTarget());
+      }
+    }
     s.set_protocol_version(e.protocol_version);
     s.set_version(e.version);
     if (e.last_exit) *s.mutable_last_exit() = ToExitInfo(*e.last_exit);
@@ -624,7 +638,8 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     SetState(e, v1::PLUGIN_STATE_READY);
     Emit(e, v1::EVENT_TYPE_READY, "");
     StartWatch(e);
-    FetchVersion(e);
+    // go-plugin plugins have no plugd.v1.Control to say their version.
+    if (!e.spec.launch.go_plugin) FetchVersion(e);
   }
 
   void OnExit(const std::string& name, uint64_t generation, pid_t pid,
@@ -737,7 +752,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     const uint64_t generation = e.generation;
     std::weak_ptr<Impl> weak = shared_from_this();
     e.watch = HealthWatch::Start(
-        e.health_channel, gate_,
+        e.health_channel, e.spec.launch.health_service(), gate_,
         [weak, name, generation](HealthCheckResponse::ServingStatus status) {
           if (auto self = weak.lock()) {
             self->OnHealth(name, generation, status);
@@ -859,6 +874,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       std::unique_ptr<Health::Stub> stub;
     };
     auto call = std::make_shared<Call>();
+    call->request.set_service(e.spec.launch.health_service());
     call->stub = Health::NewStub(e.health_channel);
     call->context.set_deadline(
         absl::ToChronoTime(absl::Now() + e.spec.health_interval));

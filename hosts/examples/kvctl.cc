@@ -5,6 +5,11 @@
 //   kvctl get greeting            # prints hello
 //   kvctl scan                    # key<TAB>value lines
 //   kvctl --plugin build/bin/plugd-kv --data /tmp/kv.pb list
+//   # a KV plugin built with HashiCorp go-plugin (docs/go-plugin.md):
+//   kvctl --plugin build/bin/goplugin-kv \
+//         --go-plugin KV_PLUGIN=plugd-kv-example-1 put greeting hello
+//   # a KV plugin supervised by a plugd daemon:
+//   kvctl --broker unix:/tmp/plugd-demo/admin.sock --attach go-kv list
 //
 // Exit codes: 0 success, 1 the call or the plugin failed (NOT_FOUND for get
 // of an absent key), 2 usage error.
@@ -37,6 +42,12 @@ constexpr char kUsage[] =
     "  --plugin PATH     the KV plugin (default: plugd-kv next to kvctl)\n"
     "  --data FILE       the plugin's data file (default: kv-data.pb in the\n"
     "                    current directory)\n"
+    "  --go-plugin KEY=VALUE\n"
+    "                    the plugin is a HashiCorp go-plugin plugin whose\n"
+    "                    HandshakeConfig has this magic cookie\n"
+    "  --broker ADDR --attach NAME\n"
+    "                    call plugin NAME supervised by the plugd daemon at\n"
+    "                    ADDR (unix:/path) instead of launching one\n"
     "  --help, -h        this text\n"
     "\n"
     "exit codes: 0 ok, 1 call or plugin failed, 2 usage error\n";
@@ -122,6 +133,9 @@ int RunCommand(kv::v1::KV::Stub& stub, const std::vector<std::string>& cmd) {
 int main(int argc, char** argv) {
   std::string plugin_path = SelfDir() + "/plugd-kv";
   std::string data;
+  std::string go_plugin;
+  std::string broker;
+  std::string attach;
   std::vector<std::string> command;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -132,6 +146,12 @@ int main(int argc, char** argv) {
       plugin_path = argv[++i];
     } else if (arg == "--data" && i + 1 < argc) {
       data = argv[++i];
+    } else if (arg == "--go-plugin" && i + 1 < argc) {
+      go_plugin = argv[++i];
+    } else if (arg == "--broker" && i + 1 < argc) {
+      broker = argv[++i];
+    } else if (arg == "--attach" && i + 1 < argc) {
+      attach = argv[++i];
     } else if (absl::StartsWith(arg, "--") && command.empty()) {
       return Usage(absl::StrCat("unknown option or missing value: ", arg));
     } else {
@@ -139,6 +159,14 @@ int main(int argc, char** argv) {
     }
   }
   if (command.empty()) return Usage("give a COMMAND");
+  if (broker.empty() != attach.empty()) {
+    return Usage("--broker and --attach go together");
+  }
+  size_t eq = go_plugin.find('=');
+  if (!go_plugin.empty() &&
+      (eq == std::string::npos || eq == 0 || eq + 1 == go_plugin.size())) {
+    return Usage("--go-plugin wants KEY=VALUE, the plugin's magic cookie");
+  }
   if (getenv("PLUGD_LOG_LEVEL") == nullptr) {
     plugd::log::SetMinLevel(plugd::log::Level::kWarning);
   }
@@ -148,11 +176,20 @@ int main(int argc, char** argv) {
     std::cerr << "kvctl: " << host.status().message() << "\n";
     return 1;
   }
-  plugd::host::PluginOptions options;
-  options.command = {plugin_path};
-  if (!data.empty())
-    options.command.insert(options.command.end(), {"--data", data});
-  auto plugin = (*host)->Launch(options);
+  absl::StatusOr<std::shared_ptr<plugd::host::Plugin>> plugin;
+  if (!attach.empty()) {
+    plugin = (*host)->Attach(broker, attach);
+  } else {
+    plugd::host::PluginOptions options;
+    options.command = {plugin_path};
+    if (!data.empty())
+      options.command.insert(options.command.end(), {"--data", data});
+    if (!go_plugin.empty()) {
+      options.go_plugin = plugd::broker::GoPluginOptions{
+          go_plugin.substr(0, eq), go_plugin.substr(eq + 1)};
+    }
+    plugin = (*host)->Launch(options);
+  }
   if (!plugin.ok()) {
     std::cerr << "kvctl: " << plugin.status().message() << "\n";
     return 1;

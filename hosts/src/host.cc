@@ -501,6 +501,7 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Launch(PluginOptions options) {
   launch.stop_grace = options.stop_grace;
   launch.max_message_bytes = options.max_message_bytes;
   launch.output = options.output;
+  launch.go_plugin = options.go_plugin;
   if (options.supervision) {
     return LaunchSupervised(name, std::move(launch), options);
   }
@@ -560,10 +561,13 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
   std::shared_ptr<Plugin> plugin(new Plugin(
       name, nullptr, supervisor, nullptr, target, started->protocol_version()));
   PLUGD_ASSIGN_OR_RETURN(plugin->logs_, supervisor->Logs(name));
-  std::string config =
-      ServiceConfig(IdempotentMethods(ServicesOf(target, options.start_timeout),
-                                      options.idempotent_methods),
-                    options.call_timeout);
+  // A go-plugin plugin cannot say what it serves (no plugd.v1.Control).
+  std::string config = ServiceConfig(
+      IdempotentMethods(options.go_plugin
+                            ? std::vector<std::string>{}
+                            : ServicesOf(target, options.start_timeout),
+                        options.idempotent_methods),
+      options.call_timeout);
   plugin->channel_ = MakeChannel(
       name, target, options.max_message_bytes,
       [name, supervisor] {

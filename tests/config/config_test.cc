@@ -265,8 +265,10 @@ TEST(ParseConfigTest, EveryFieldOfPluginConfigIsAKey) {
       value = "{K: v}";
     } else if (f->cpp_type() ==
                google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
-      value = f->message_type()->full_name() == "google.protobuf.Duration"
-                  ? "3s"
+      const std::string& type = f->message_type()->full_name();
+      value = type == "google.protobuf.Duration" ? "3s"
+              : type == "plugd.v1.GoPluginConfig"
+                  ? "{magic_cookie_key: K, magic_cookie_value: v}"
                   : "{}";
     } else if (f->cpp_type() ==
                google::protobuf::FieldDescriptor::CPPTYPE_ENUM) {
@@ -287,7 +289,60 @@ TEST(ParseConfigTest, EveryFieldOfPluginConfigIsAKey) {
   ASSERT_TRUE(config.ok()) << config.status() << "\n" << yaml;
 }
 
+TEST(ParseConfigTest, GoPluginEntry) {
+  absl::StatusOr<v1::BrokerConfig> config = Parse(R"yaml(plugins:
+  - name: tf
+    command: [terraform-provider-x]
+    protocol_versions: [5]
+    go_plugin:
+      magic_cookie_key: TF_PLUGIN_MAGIC_COOKIE
+      magic_cookie_value: d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2
+  - name: b
+    command: [x]
+    go_plugin: {magic_cookie_key: K, magic_cookie_value: v, min_port: 2000, max_port: 2100}
+  - name: native
+    command: [y]
+)yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const v1::PluginConfig& tf = config->plugins(0);
+  ASSERT_TRUE(tf.has_go_plugin());
+  EXPECT_EQ(tf.go_plugin().magic_cookie_key(), "TF_PLUGIN_MAGIC_COOKIE");
+  EXPECT_EQ(tf.go_plugin().min_port(), 10000u);  // go-plugin's defaults
+  EXPECT_EQ(tf.go_plugin().max_port(), 25000u);
+  EXPECT_EQ(tf.protocol_versions(0), 5u);
+  EXPECT_EQ(config->plugins(1).go_plugin().min_port(), 2000u);
+  EXPECT_EQ(config->plugins(1).go_plugin().max_port(), 2100u);
+  EXPECT_FALSE(config->plugins(2).has_go_plugin());
+}
+
 // --- Errors -----------------------------------------------------------------
+
+TEST(ConfigErrorTest, GoPluginEntries) {
+  ExpectError("plugins:\n  - name: a\n    command: [x]\n    go_plugin: {}\n", 4,
+              {"plugins[0].go_plugin: missing magic_cookie_key; copy "
+               "MagicCookieKey and MagicCookieValue from the plugin's "
+               "plugin.HandshakeConfig"});
+  ExpectError(
+      "plugins:\n  - name: a\n    command: [x]\n    go_plugin:\n"
+      "      magic_cookie_key: K\n",
+      5, {"plugins[0].go_plugin: missing magic_cookie_value"});
+  ExpectError(
+      "plugins:\n  - name: a\n    command: [x]\n    go_plugin:\n"
+      "      magic_cookie_key: A=B\n      magic_cookie_value: v\n",
+      5,
+      {"plugins[0].go_plugin.magic_cookie_key: invalid environment variable "
+       "name \"A=B\""});
+  ExpectError(
+      "plugins:\n  - name: a\n    command: [x]\n    go_plugin:\n"
+      "      {magic_cookie_key: K, magic_cookie_value: v, max_port: 70000}\n",
+      5, {"plugins[0].go_plugin.max_port: 70000 is not a TCP port"});
+  ExpectError(
+      "plugins:\n  - name: a\n    command: [x]\n    go_plugin:\n"
+      "      {magic_cookie_key: K, magic_cookie_value: v, min_port: 30000}\n",
+      5,
+      {"plugins[0].go_plugin.min_port: min_port (30000) is above max_port "
+       "(25000)"});
+}
 
 TEST(ConfigErrorTest, UnknownKeySuggestsTheClosest) {
   ExpectError(

@@ -212,9 +212,14 @@ std::string FormatPluginStatus(const plugd::v1::PluginStatus& s,
        running ? FormatUptime(now - ToAbslTime(s.started_at())) : "-"},
       {"restarts", absl::StrCat(s.restarts())},
       {"restart policy", RestartPolicyName(s.restart_policy())},
-      {"address", OrDash(s.address())},
+      {"address",
+       s.announced_address().empty()
+           ? OrDash(s.address())
+           : absl::StrCat(s.address(), " -> ", s.announced_address())},
       {"protocol",
-       s.protocol_version() == 0 ? "-" : absl::StrCat(s.protocol_version())},
+       absl::StrCat(
+           s.protocol_version() == 0 ? "-" : absl::StrCat(s.protocol_version()),
+           s.go_plugin() ? " (go-plugin)" : "")},
       {"version", OrDash(s.version())},
       {"command", OrDash(absl::StrJoin(s.command(), " "))},
       {"last exit", s.has_last_exit() ? ExitText(s.last_exit()) : "-"},

@@ -54,6 +54,23 @@ struct ExitStatus {
   bool success() const { return !signaled && code == 0; }
 };
 
+// How to launch a plugin built with HashiCorp go-plugin (plugin.Serve with a
+// GRPCServer), instead of a plugd plugin. docs/go-plugin.md is the guide.
+struct GoPluginOptions {
+  // The application's magic cookie, exactly as in the plugin's
+  // plugin.HandshakeConfig: the plugin refuses to start unless the
+  // environment variable `magic_cookie_key` holds `magic_cookie_value`.
+  // Both required; the key must be a valid variable name (no '=').
+  std::string magic_cookie_key;
+  std::string magic_cookie_value;
+  // PLUGIN_MIN_PORT / PLUGIN_MAX_PORT: the TCP port range a plugin that
+  // listens on TCP picks from (go-plugin does so only on Windows; on Linux
+  // it uses a Unix socket). Defaults 10000 and 25000, go-plugin's own;
+  // min_port <= max_port <= 65535.
+  uint32_t min_port = kGoPluginDefaultMinPort;
+  uint32_t max_port = kGoPluginDefaultMaxPort;
+};
+
 // Everything needed to launch one plugin. Validated by Launch(), up front.
 struct LaunchOptions {
   // The plugin's name for logs, errors and PLUGD_PLUGIN_NAME. Required.
@@ -87,6 +104,28 @@ struct LaunchOptions {
   int64_t max_message_bytes = kDefaultMaxMessageBytes;
   // Output capture limits and where lines go.
   OutputOptions output;
+  // When set, the plugin speaks HashiCorp go-plugin rather than plugd's own
+  // launch protocol (docs/go-plugin.md). Then:
+  //   * its environment carries the application's cookie, go-plugin's
+  //     PLUGIN_PROTOCOL_VERSIONS (from protocol_versions), PLUGIN_MIN_PORT,
+  //     PLUGIN_MAX_PORT, and TMPDIR set to socket_path's (private) directory,
+  //     where go-plugin creates its socket; PLUGD_MAGIC_COOKIE, PLUGD_SOCKET
+  //     and PLUGD_PROTOCOL_VERSIONS are not set;
+  //   * the plugin picks its own socket on every start; once it answers,
+  //     socket_path is made a symlink to that socket (replaced atomically),
+  //     so socket_path stays the plugin's stable address across restarts;
+  //     both are removed when the plugin is gone;
+  //   * health is checked for the service name "plugin";
+  //   * Stop() calls plugin.GRPCController/Shutdown before SIGTERM.
+  // The directory of socket_path must leave room for go-plugin's socket
+  // name: at most 90 bytes.
+  std::optional<GoPluginOptions> go_plugin;
+
+  // The grpc.health.v1 service name checked: "plugin" for go-plugin plugins,
+  // "" (the whole server) for plugd plugins.
+  std::string health_service() const {
+    return go_plugin ? kHealthServicePlugin : "";
+  }
 };
 
 // One running plugin process. Thread-safe. Created by Launch(); the process
@@ -127,7 +166,9 @@ class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
   const std::string& name() const;
   const LaunchOptions& options() const;
   pid_t pid() const;
-  // The validated handshake; handshake().GrpcTarget() is the channel target.
+  // The validated handshake; handshake().GrpcTarget() is the channel target:
+  // the address the plugin announced (for go-plugin plugins, the socket it
+  // chose; options().socket_path is a symlink to it).
   const Handshake& handshake() const;
   // The plugin's output: every line captured after the handshake.
   OutputCapture& output();
@@ -144,7 +185,8 @@ class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
   // status, or empty on timeout.
   std::optional<ExitStatus> WaitForExit(absl::Duration timeout);
 
-  // Stops the plugin: the Control.Shutdown call, then SIGTERM to the process
+  // Stops the plugin: the Control.Shutdown call (plugin.GRPCController/
+  // Shutdown for go-plugin plugins), then SIGTERM to the process
   // group after `grace` (default: options().stop_grace), then SIGKILL after
   // another `grace`. Completes when the leader has exited and no process of
   // its group is left (leftovers are SIGKILLed and awaited). Blocking,

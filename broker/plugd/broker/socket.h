@@ -21,6 +21,9 @@ namespace plugd::broker {
 //   * a socket some process still accepts on: ALREADY_EXISTS (left alone);
 //   * a socket nobody listens on (connect gives ECONNREFUSED): removed;
 //   * anything that is not a socket: ALREADY_EXISTS (left alone).
+// A symlink (the stable path of a go-plugin plugin, see
+// LaunchOptions::go_plugin) counts as the socket it points to; a dangling
+// one is stale. Removing removes the link, never its target.
 // Does not block: the probe connect is non-blocking.
 absl::Status PrepareSocketPath(const std::string& path);
 

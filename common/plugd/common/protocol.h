@@ -57,6 +57,19 @@ inline constexpr size_t kMaxSocketPathBytes = 107;
 // SERVING alongside the whole-server name "".
 inline constexpr char kHealthServicePlugin[] = "plugin";
 
+// HashiCorp go-plugin's launch environment (docs/go-plugin.md). A go-plugin
+// host sets the application's own magic cookie (its key and value are the
+// application's choice), these versions, comma separated, and a TCP port
+// range; the plugin picks its own address (a Unix socket in $TMPDIR on
+// Linux) and announces it in the handshake.
+inline constexpr char kEnvGoPluginProtocolVersions[] =
+    "PLUGIN_PROTOCOL_VERSIONS";
+inline constexpr char kEnvGoPluginMinPort[] = "PLUGIN_MIN_PORT";
+inline constexpr char kEnvGoPluginMaxPort[] = "PLUGIN_MAX_PORT";
+// go-plugin's defaults for the port range (ClientConfig.MinPort/MaxPort).
+inline constexpr uint32_t kGoPluginDefaultMinPort = 10000;
+inline constexpr uint32_t kGoPluginDefaultMaxPort = 25000;
+
 // One parsed handshake line: CORE|APP|NETWORK|ADDRESS|PROTOCOL[|CERT[|...]]
 struct Handshake {
   uint32_t core_version = 0;

@@ -13,9 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <string>
@@ -26,6 +28,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "go_plugin_broker.h"
+#include "goplugin/grpc_controller.grpc.pb.h"
 #include "health_service.h"
 #include "plugd/common/log.h"
 #include "plugd/common/protocol.h"
@@ -92,6 +96,106 @@ absl::StatusOr<int64_t> EnvInt(const char* name, int64_t fallback, int64_t min,
                      ", ", max, "]"));
   }
   return value;
+}
+
+// What a plugin run without a launcher's cookie prints. Started by a
+// go-plugin host, it opens with go-plugin's own words ("This binary is a
+// plugin"), which plugd's launcher in go-plugin mode also recognises.
+std::string CookieRefusal(const PluginInfo& info) {
+  const std::string who =
+      absl::StrCat("plugd plugin ", info.name, " ", info.version);
+  if (std::getenv(plugd::kEnvGoPluginProtocolVersions) != nullptr) {
+    // Short lines: launchers quote the last stderr lines, each cut to a
+    // couple of hundred bytes.
+    std::string text = absl::StrCat(
+        "This binary is a plugin (", who,
+        "), not meant to be executed directly.\nA go-plugin host started it (",
+        plugd::kEnvGoPluginProtocolVersions, " is set) ");
+    if (info.go_plugin) {
+      absl::StrAppend(
+          &text,
+          "without the magic cookie it accepts:\nthe host's "
+          "plugin.HandshakeConfig must have MagicCookieKey ",
+          plugd::QuoteForMessage(info.go_plugin->magic_cookie_key),
+          " and MagicCookieValue ",
+          plugd::QuoteForMessage(info.go_plugin->magic_cookie_value), ".\n");
+    } else {
+      absl::StrAppend(&text,
+                      "but this plugin accepts no go-plugin magic cookie\n"
+                      "(PluginInfo::go_plugin is unset; see "
+                      "docs/go-plugin.md).\n");
+    }
+    return text;
+  }
+  std::string text = absl::StrCat(
+      "This is a plugd plugin (", info.name, " ", info.version,
+      "); it is not meant to be run by hand. Run it through a plugd host, "
+      "e.g. `calc --plugin ",
+      ExecutablePath(), " --list`, or under the plugd broker");
+  if (info.go_plugin) {
+    absl::StrAppend(&text,
+                    ", or from a go-plugin host whose HandshakeConfig has "
+                    "MagicCookieKey ",
+                    plugd::QuoteForMessage(info.go_plugin->magic_cookie_key),
+                    " and MagicCookieValue ",
+                    plugd::QuoteForMessage(info.go_plugin->magic_cookie_value));
+  }
+  absl::StrAppend(&text, ".\n");
+  return text;
+}
+
+// go-plugin mode: a socket of our own in $TMPDIR (default /tmp), named
+// $TMPDIR/plugdXXXXXX, as go-plugin names its $TMPDIR/pluginNNN. The name is
+// reserved with mkstemp and the file removed, so that bind can create it.
+absl::StatusOr<std::string> PickSocketPath() {
+  std::string dir = "/tmp";
+  if (const char* tmp = std::getenv("TMPDIR"); tmp != nullptr && *tmp != '\0') {
+    dir = tmp;
+  }
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  std::string path = absl::StrCat(dir == "/" ? "" : dir, "/plugdXXXXXX");
+  if (path.size() > plugd::kMaxSocketPathBytes || path.front() != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot pick a socket in TMPDIR=", plugd::QuoteForMessage(dir),
+        ": a Unix socket path must be absolute and at most ",
+        plugd::kMaxSocketPathBytes,
+        " bytes; set TMPDIR to a shorter "
+        "directory"));
+  }
+  const int fd = mkstemp(path.data());
+  if (fd < 0) {
+    return absl::Status(absl::ErrnoToStatusCode(errno),
+                        absl::StrCat("cannot pick a socket in ", dir, ": ",
+                                     std::strerror(errno),
+                                     " (set TMPDIR to a writable directory)"));
+  }
+  close(fd);
+  unlink(path.c_str());
+  return path;
+}
+
+// go-plugin mode: the highest version in PLUGIN_PROTOCOL_VERSIONS that the
+// plugin speaks. With no list, or none in common, the plugin's lowest
+// version, as go-plugin's plugin.Serve does: the host then sees the version
+// in the handshake and reports the mismatch itself.
+absl::StatusOr<uint32_t> NegotiateGoPluginVersion(
+    const std::vector<uint32_t>& plugin_versions) {
+  const uint32_t lowest =
+      *std::min_element(plugin_versions.begin(), plugin_versions.end());
+  const char* env = std::getenv(plugd::kEnvGoPluginProtocolVersions);
+  if (env == nullptr || *env == '\0') return lowest;
+  absl::StatusOr<std::vector<uint32_t>> host = plugd::ParseVersionList(env);
+  if (!host.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        plugd::kEnvGoPluginProtocolVersions, ": ", host.status().message()));
+  }
+  absl::StatusOr<uint32_t> negotiated =
+      plugd::NegotiateVersion(*host, plugin_versions);
+  if (negotiated.ok()) return *negotiated;
+  PLUGD_LOG(WARNING) << negotiated.status().message() << "; announcing version "
+                     << lowest << " as go-plugin plugins do, so that the "
+                     << "go-plugin host reports the mismatch";
+  return lowest;
 }
 
 // Records the full names of the services a server registered: a
@@ -193,6 +297,8 @@ class PluginRuntime {
   }
 
   HealthService health;
+  GoPluginBrokerService go_plugin_broker;
+  std::atomic<bool> go_plugin_mode{false};
   std::atomic<bool> shutting_down{false};
   std::atomic<uint32_t> protocol_version{0};
   absl::Mutex mu_;
@@ -272,6 +378,39 @@ class ControlService final : public plugd::v1::Control::CallbackService {
 
   const PluginInfo* info_;
   const FunctionRegistry* functions_;
+  PluginRuntime* runtime_;
+};
+
+// go-plugin's plugin.GRPCController, served in go-plugin mode: a go-plugin
+// host's client.Kill() calls Shutdown, then waits up to 2 s for the plugin
+// to exit before it kills it. Answers, then shuts down gracefully.
+class GoPluginControllerService final
+    : public ::plugin::GRPCController::CallbackService {
+ public:
+  explicit GoPluginControllerService(PluginRuntime* runtime)
+      : runtime_(runtime) {}
+
+  grpc::ServerUnaryReactor* Shutdown(grpc::CallbackServerContext* context,
+                                     const ::plugin::Empty* request,
+                                     ::plugin::Empty* response) override {
+    auto* reactor = new Reactor(runtime_);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  class Reactor final : public grpc::ServerUnaryReactor {
+   public:
+    explicit Reactor(PluginRuntime* runtime) : runtime_(runtime) {}
+    void OnDone() override {
+      runtime_->RequestShutdown("plugin.GRPCController/Shutdown");
+      delete this;
+    }
+
+   private:
+    PluginRuntime* runtime_;
+  };
+
   PluginRuntime* runtime_;
 };
 
@@ -400,6 +539,8 @@ uint32_t Plugin::protocol_version() const {
   return runtime_->protocol_version.load();
 }
 
+bool Plugin::go_plugin_mode() const { return runtime_->go_plugin_mode.load(); }
+
 int Plugin::Serve() {
   // Errors before the handshake go to stderr as plain lines: the launcher
   // shows them to whoever started the plugin.
@@ -410,18 +551,30 @@ int Plugin::Serve() {
     return kExitError;
   };
 
+  if (info_.go_plugin &&
+      (info_.go_plugin->magic_cookie_key.empty() ||
+       info_.go_plugin->magic_cookie_key.find('=') != std::string::npos ||
+       info_.go_plugin->magic_cookie_value.empty())) {
+    return fail(
+        "PluginInfo.go_plugin needs the application's magic cookie: a "
+        "magic_cookie_key (without '=') and a magic_cookie_value");
+  }
   const char* cookie = std::getenv(plugd::kEnvMagicCookieKey);
-  if (cookie == nullptr ||
-      absl::string_view(cookie) != plugd::kMagicCookieValue) {
-    internal::WriteAll(
-        2, absl::StrCat(
-               "This is a plugd plugin (", info_.name, " ", info_.version,
-               "); it is not meant to be run by hand. Run it through a plugd "
-               "host, e.g. `calc --plugin ",
-               internal::ExecutablePath(),
-               " --list`, or under the plugd broker.\n"));
+  const bool plugd_mode = cookie != nullptr &&
+                          absl::string_view(cookie) == plugd::kMagicCookieValue;
+  bool go_plugin_mode = false;
+  if (!plugd_mode && info_.go_plugin) {
+    const char* go_cookie =
+        std::getenv(info_.go_plugin->magic_cookie_key.c_str());
+    go_plugin_mode =
+        go_cookie != nullptr &&
+        absl::string_view(go_cookie) == info_.go_plugin->magic_cookie_value;
+  }
+  if (!plugd_mode && !go_plugin_mode) {
+    internal::WriteAll(2, internal::CookieRefusal(info_));
     return kExitError;
   }
+  runtime_->go_plugin_mode.store(go_plugin_mode);
 
   plugd::log::RouteGrpcLogs();
   // Under a launcher, stderr lines are stamped with the time and the
@@ -455,30 +608,45 @@ int Plugin::Serve() {
 
   // The launch environment.
   const char* socket_env = std::getenv(plugd::kEnvSocket);
-  if (socket_env == nullptr || *socket_env == '\0') {
+  std::string socket_path;
+  if (socket_env != nullptr && *socket_env != '\0') {
+    socket_path = socket_env;
+    if (absl::Status s = plugd::ValidateSocketPath(socket_path); !s.ok()) {
+      return fail(absl::StrCat(plugd::kEnvSocket, ": ", s.message()));
+    }
+  } else if (go_plugin_mode) {
+    // A go-plugin host names no address: pick one, as go-plugin does.
+    absl::StatusOr<std::string> picked = internal::PickSocketPath();
+    if (!picked.ok()) return fail(picked.status().message());
+    socket_path = *std::move(picked);
+  } else {
     return fail(absl::StrCat(plugd::kEnvSocket,
                              " is not set: the launcher must name the Unix "
                              "socket to listen on"));
   }
-  const std::string socket_path = socket_env;
-  if (absl::Status s = plugd::ValidateSocketPath(socket_path); !s.ok()) {
-    return fail(absl::StrCat(plugd::kEnvSocket, ": ", s.message()));
-  }
 
-  // No list from the host means version 1 (docs/protocol.md, 1.2).
-  const char* versions_env = std::getenv(plugd::kEnvProtocolVersions);
-  absl::StatusOr<std::vector<uint32_t>> host_versions =
-      versions_env == nullptr || *versions_env == '\0'
-          ? std::vector<uint32_t>{1}
-          : plugd::ParseVersionList(versions_env);
-  if (!host_versions.ok()) {
-    return fail(absl::StrCat(plugd::kEnvProtocolVersions, ": ",
-                             host_versions.status().message()));
+  uint32_t version = 0;
+  if (go_plugin_mode) {
+    absl::StatusOr<uint32_t> negotiated =
+        internal::NegotiateGoPluginVersion(info_.protocol_versions);
+    if (!negotiated.ok()) return fail(negotiated.status().message());
+    version = *negotiated;
+  } else {
+    // No list from the host means version 1 (docs/protocol.md, 1.2).
+    const char* versions_env = std::getenv(plugd::kEnvProtocolVersions);
+    absl::StatusOr<std::vector<uint32_t>> host_versions =
+        versions_env == nullptr || *versions_env == '\0'
+            ? std::vector<uint32_t>{1}
+            : plugd::ParseVersionList(versions_env);
+    if (!host_versions.ok()) {
+      return fail(absl::StrCat(plugd::kEnvProtocolVersions, ": ",
+                               host_versions.status().message()));
+    }
+    absl::StatusOr<uint32_t> negotiated =
+        plugd::NegotiateVersion(*host_versions, info_.protocol_versions);
+    if (!negotiated.ok()) return fail(negotiated.status().message());
+    version = *negotiated;
   }
-  absl::StatusOr<uint32_t> negotiated =
-      plugd::NegotiateVersion(*host_versions, info_.protocol_versions);
-  if (!negotiated.ok()) return fail(negotiated.status().message());
-  const uint32_t version = *negotiated;
   runtime_->protocol_version.store(version);
 
   absl::StatusOr<int64_t> max_message = internal::EnvInt(
@@ -512,6 +680,7 @@ int Plugin::Serve() {
 
   internal::ControlService control(&info_, &functions_, runtime_.get());
   internal::FunctionsService functions_service(&functions_);
+  internal::GoPluginControllerService go_plugin_controller(runtime_.get());
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -522,6 +691,10 @@ int Plugin::Serve() {
   builder.RegisterService(&runtime_->health);
   builder.RegisterService(&control);
   if (!functions_.empty()) builder.RegisterService(&functions_service);
+  if (go_plugin_mode) {
+    builder.RegisterService(&go_plugin_controller);
+    builder.RegisterService(&runtime_->go_plugin_broker);
+  }
   for (grpc::Service* service : services_) builder.RegisterService(service);
   internal::PluginRuntime* runtime = runtime_.get();
   builder.SetOption(std::make_unique<internal::ServiceListOption>(
@@ -553,13 +726,15 @@ int Plugin::Serve() {
   }
   PLUGD_LOG(INFO) << info_.name << " " << info_.version
                   << " serving on unix:" << socket_path << " (protocol "
-                  << version << ")";
+                  << version << (go_plugin_mode ? ", go-plugin mode" : "")
+                  << ")";
 
   const std::string reason = runtime_->WaitForShutdownRequest();
   PLUGD_LOG(INFO) << info_.name << " shutting down (" << reason << "), grace "
                   << *grace_ms << " ms";
   runtime_->shutting_down.store(true);
   runtime_->health.Shutdown();
+  runtime_->go_plugin_broker.Shutdown();
   for (auto& hook : shutdown_hooks_) {
     try {
       hook();

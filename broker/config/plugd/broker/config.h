@@ -68,7 +68,8 @@ absl::StatusOr<v1::BrokerConfig> ParseConfig(absl::string_view yaml,
 // 100ms / 30s / x2, max_restarts 5, restart_window 60s, health_interval 1s,
 // unhealthy_timeout 5s, liveness_timeout 5s, protocol_versions [1],
 // max_message_bytes 64 MiB, log_buffer_bytes 1 MiB, log_line_bytes 16384,
-// log_rate_bytes 262144 and autostart true. working_dir is left as it is (it
+// log_rate_bytes 262144 and autostart true; for a plugin with go_plugin,
+// go_plugin.min_port 10000 and max_port 25000. working_dir is left as it is (it
 // defaults to the config file's directory, which only ParseConfig knows).
 // Idempotent. Does not validate.
 //

@@ -107,6 +107,16 @@ struct PluginOptions {
   // "package.Service/Method", besides those its proto marks with
   // `option idempotency_level`. Used for supervised and attached plugins.
   std::vector<std::string> idempotent_methods;
+  // When set, the plugin is a HashiCorp go-plugin plugin (built with
+  // go-plugin's plugin.Serve and a GRPCServer): it is launched with
+  // go-plugin's environment and the application's magic cookie, checked for
+  // health as "plugin" and stopped through plugin.GRPCController/Shutdown.
+  // It picks its own socket; target() is the socket it announced for a bare
+  // launch, and a stable symlink to each new socket for a supervised one.
+  // See broker::LaunchOptions::go_plugin and docs/go-plugin.md. Describe()
+  // and the functions calls are UNIMPLEMENTED for such plugins; list their
+  // retryable methods in idempotent_methods.
+  std::optional<broker::GoPluginOptions> go_plugin;
   // For supervised and attached plugins: the longest any call may wait,
   // including waiting for a restart (the service config's timeout; a call's
   // own shorter deadline wins). Default 30 s.

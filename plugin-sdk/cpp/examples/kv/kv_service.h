@@ -17,6 +17,12 @@
 
 namespace plugd::examples {
 
+// The go-plugin handshake of the KV example application: a go-plugin host
+// whose plugin.HandshakeConfig has this MagicCookieKey and MagicCookieValue
+// (and ProtocolVersion 1) can load plugd-kv (docs/go-plugin.md).
+inline constexpr char kKvGoPluginCookieKey[] = "KV_PLUGIN";
+inline constexpr char kKvGoPluginCookieValue[] = "plugd-kv-example-1";
+
 class KvService final : public kv::v1::KV::Service {
  public:
   // `data_path` is the file the data lives in. `stopping` says when the

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,14 @@
 #include "plugd/sdk/functions.h"
 
 namespace plugd::sdk {
+
+// The handshake of a HashiCorp go-plugin application whose host should be
+// able to load this plugin: the application's plugin.HandshakeConfig
+// MagicCookieKey and MagicCookieValue (docs/go-plugin.md).
+struct GoPluginHandshake {
+  std::string magic_cookie_key;    // required, no '='
+  std::string magic_cookie_value;  // required
+};
 
 // What a plugin is. Validated by Serve().
 struct PluginInfo {
@@ -45,6 +54,17 @@ struct PluginInfo {
   // highest one the host also offers (PLUGD_PROTOCOL_VERSIONS) and prints it
   // in the handshake. Default: {1}.
   std::vector<uint32_t> protocol_versions = {1};
+  // When set, Serve() also runs under a go-plugin host of that application
+  // (go-plugin mode), besides under plugd hosts: when PLUGD_MAGIC_COOKIE is
+  // absent and the variable magic_cookie_key holds magic_cookie_value, it
+  // negotiates against PLUGIN_PROTOCOL_VERSIONS (with no version in common
+  // it announces its lowest, as go-plugin's own plugins do, so that the host
+  // reports the mismatch), listens on PLUGD_SOCKET if set or else on a
+  // socket of its own in $TMPDIR (default /tmp), serves health "plugin",
+  // plugin.GRPCController (Shutdown: a graceful shutdown) and
+  // plugin.GRPCBroker (accepted, no brokered connections), and prints
+  // go-plugin's handshake line.
+  std::optional<GoPluginHandshake> go_plugin;
 };
 
 // Process exit codes Serve() returns.
@@ -93,9 +113,14 @@ class Plugin {
   // Serves until shut down, then returns the process exit code (kExitOk or
   // kExitError). Blocks. Reads PLUGD_MAGIC_COOKIE, PLUGD_SOCKET,
   // PLUGD_PROTOCOL_VERSIONS, PLUGD_MAX_MESSAGE_BYTES and
-  // PLUGD_SHUTDOWN_GRACE_MS; installs SIGTERM and SIGINT handlers for its
-  // duration. Call once per process.
+  // PLUGD_SHUTDOWN_GRACE_MS (in go-plugin mode the application's cookie,
+  // PLUGIN_PROTOCOL_VERSIONS and TMPDIR instead of the first three);
+  // installs SIGTERM and SIGINT handlers for its duration. Call once per
+  // process.
   int Serve();
+
+  // True when Serve() runs in go-plugin mode (see PluginInfo::go_plugin).
+  bool go_plugin_mode() const;
 
   // Asks a serving plugin to shut down, as Control.Shutdown does. Returns at
   // once; safe from any thread and more than once; before Serve() it makes
