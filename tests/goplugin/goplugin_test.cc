@@ -305,12 +305,17 @@ TEST_F(GoPluginHostTest, BadGoPluginOptionsAreRefusedUpFront) {
               HasSubstr("go_plugin port range 30000..25000 is not valid"));
 }
 
-// plugd-kv (C++ SDK) in go-plugin mode, launched by plugd's launcher in
-// go-plugin mode: the SDK side of the compatibility, without Go.
-TEST_F(GoPluginHostTest, PlugdKvRunsInGoPluginMode) {
+// The KV examples of the C++ and Python SDKs in go-plugin mode, launched by
+// plugd's launcher in go-plugin mode: the SDK side of the compatibility,
+// without Go.
+class SdkGoPluginModeTest : public GoPluginHostTest,
+                            public ::testing::WithParamInterface<const char*> {
+};
+
+TEST_P(SdkGoPluginModeTest, KvRunsInGoPluginMode) {
   host::PluginOptions options = GoKv();
   options.name = "kv";
-  options.command = {Bin("plugd-kv"), "--data", dir_.path() + "/kv.pb"};
+  options.command = {Bin(GetParam()), "--data", dir_.path() + "/kv.pb"};
   auto launched = host_->Launch(options);
   ASSERT_TRUE(launched.ok()) << launched.status();
   std::shared_ptr<host::Plugin> plugin = *launched;
@@ -344,10 +349,17 @@ TEST_F(GoPluginHostTest, PlugdKvRunsInGoPluginMode) {
   grpc::Status stream_status = stream->Finish();
   EXPECT_TRUE(stream_status.ok()) << stream_status.error_message();
   std::string output = OutputText(plugin->output());
-  EXPECT_THAT(output, HasSubstr("go-plugin mode"));
-  EXPECT_THAT(output,
-              HasSubstr("kv shutting down (plugin.GRPCController/Shutdown)"));
+  EXPECT_THAT(output, HasSubstr("go-plugin mode)"));
+  EXPECT_THAT(output, HasSubstr("(plugin.GRPCController/Shutdown)"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Sdks, SdkGoPluginModeTest,
+                         ::testing::Values("plugd-kv", "plugd-py-kv"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           return std::string(info.param) == "plugd-kv"
+                                      ? "Cpp"
+                                      : "Python";
+                         });
 
 TEST_F(GoPluginHostTest, PlugdKvRefusesAnotherApplicationsCookie) {
   host::PluginOptions options = GoKv();

@@ -25,6 +25,9 @@ import plugd_sdk
 from kv.v1 import kv_pb2, kv_pb2_grpc
 
 MAGIC = b"plugd-kv 1\n"
+# The KV example application's go-plugin cookie, as plugd-kv (C++) accepts:
+# a go-plugin host with this HandshakeConfig can load plugd-py-kv too.
+GO_PLUGIN_COOKIE = "KV_PLUGIN=plugd-kv-example-1"
 log = logging.getLogger("kv")
 
 
@@ -156,9 +159,17 @@ def main():
     parser = argparse.ArgumentParser(description="plugd KV plugin")
     parser.add_argument("--data", default=os.environ.get("KV_DATA_FILE")
                         or "kv-data.pb", help="the data file")
+    parser.add_argument("--go-plugin-cookie", default=GO_PLUGIN_COOKIE,
+                        metavar="KEY=VALUE",
+                        help="the go-plugin cookie accepted (go-plugin mode, "
+                             "docs/go-plugin.md); default: the KV example "
+                             "application's")
     args = parser.parse_args()
+    key, _, value = args.go_plugin_cookie.partition("=")
+    if not key or not value:
+        parser.error("--go-plugin-cookie wants KEY=VALUE")
 
-    plugin = plugd_sdk.Plugin("kv", "1.0.0")
+    plugin = plugd_sdk.Plugin("kv", "1.0.0", go_plugin=(key, value))
     store = Store(args.data)
     plugin.on_start(store.load)
     plugin.add_service(kv_pb2_grpc.add_KVServicer_to_server, KV(store, plugin))

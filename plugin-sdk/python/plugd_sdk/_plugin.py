@@ -3,11 +3,14 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from concurrent import futures
 
 import grpc
 
+from goplugin import (grpc_broker_pb2, grpc_broker_pb2_grpc,
+                      grpc_controller_pb2, grpc_controller_pb2_grpc)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from plugd.v1 import plugin_pb2, plugin_pb2_grpc
 
@@ -141,6 +144,62 @@ class _Control(plugin_pb2_grpc.ControlServicer):
         return plugin_pb2.ShutdownResponse()
 
 
+class _GoPluginController(grpc_controller_pb2_grpc.GRPCControllerServicer):
+    """go-plugin's plugin.GRPCController: a go-plugin host's client.Kill()
+    calls Shutdown and gives the plugin 2 s to exit before killing it."""
+
+    def __init__(self, plugin):
+        self._plugin = plugin
+
+    def Shutdown(self, request, context):
+        log.info("shutdown requested (plugin.GRPCController/Shutdown)")
+        context.add_callback(self._plugin.shutdown)  # once answered
+        return grpc_controller_pb2.Empty()
+
+
+class _GoPluginBroker(grpc_broker_pb2_grpc.GRPCBrokerServicer):
+    """go-plugin's plugin.GRPCBroker: the stream a go-plugin host opens on
+    every connection is accepted and kept; what it sends is ignored (no
+    brokered connections); it ends when the host closes it or at close()."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open = set()  # one Event per open stream
+        self._closed = False
+
+    def close(self):
+        """Ends every open stream (OK), and every later one at once."""
+        with self._lock:
+            self._closed = True
+            for ended in self._open:
+                ended.set()
+
+    def StartStream(self, request_iterator, context):
+        ended = threading.Event()
+        with self._lock:
+            if self._closed:
+                return
+            self._open.add(ended)
+
+        def drain():
+            try:
+                for info in request_iterator:
+                    log.debug("go-plugin broker: ignoring the host's brokered "
+                              "connection %d (%s %s)", info.service_id,
+                              info.network, info.address)
+            except Exception:
+                pass  # the call ended
+            ended.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        context.add_callback(ended.set)
+        ended.wait()
+        with self._lock:
+            self._open.discard(ended)
+        # A generator that yields nothing: the stream ends with OK.
+        yield from ()
+
+
 class _Functions(plugin_pb2_grpc.FunctionsServicer):
     def __init__(self, registry):
         self._registry = registry
@@ -172,10 +231,23 @@ def _env_int(name, default):
 class Plugin:
     """A plugd plugin: functions and services, served by serve()."""
 
-    def __init__(self, name, version, protocol_versions=(1,), max_workers=16):
+    def __init__(self, name, version, protocol_versions=(1,), max_workers=16,
+                 go_plugin=None):
+        """go_plugin: (MagicCookieKey, MagicCookieValue) of a HashiCorp
+        go-plugin application whose host may also load this plugin
+        (go-plugin mode; docs/go-plugin.md)."""
         self.name = name
         self.version = version
         self.protocol_versions = tuple(protocol_versions)
+        if go_plugin is not None:
+            key, value = go_plugin
+            if not key or "=" in key or not value:
+                raise ValueError("go_plugin must be (MagicCookieKey, "
+                                 "MagicCookieValue), both non-empty, the key "
+                                 "without '='")
+            go_plugin = (key, value)
+        self.go_plugin = go_plugin
+        self.go_plugin_mode = False
         self.protocol_version = 0
         self.services = []
         self._registry = Registry(name)
@@ -233,29 +305,87 @@ class Plugin:
             self._health.set_serving(serving)
 
     def _negotiate(self):
-        text = os.environ.get("PLUGD_PROTOCOL_VERSIONS", "") or "1"
+        variable = ("PLUGIN_PROTOCOL_VERSIONS" if self.go_plugin_mode
+                    else "PLUGD_PROTOCOL_VERSIONS")
+        text = os.environ.get(variable, "")
+        if not text and self.go_plugin_mode:
+            # go-plugin's rule: a host that names no versions gets the oldest.
+            return min(self.protocol_versions)
+        text = text or "1"
         try:
             host = sorted({int(v) for v in text.split(",")})
         except ValueError:
-            raise _SetupError(f"PLUGD_PROTOCOL_VERSIONS={text!r} is malformed; "
+            raise _SetupError(f"{variable}={text!r} is malformed; "
                               "expected e.g. 1 or 1,2")
         common = set(host) & set(self.protocol_versions)
         if not common:
             fmt = lambda vs: "[" + ",".join(str(v) for v in sorted(vs)) + "]"
-            raise _SetupError(
-                f"no protocol version in common: the host supports {fmt(host)}, "
-                f"the plugin supports {fmt(self.protocol_versions)}; "
-                "upgrade whichever side is older")
+            message = (f"no protocol version in common: the host supports "
+                       f"{fmt(host)}, the plugin supports "
+                       f"{fmt(self.protocol_versions)}; upgrade whichever side "
+                       "is older")
+            if not self.go_plugin_mode:
+                raise _SetupError(message)
+            # As go-plugin's own plugins do: announce the lowest version, so
+            # that the go-plugin host reports the mismatch itself.
+            lowest = min(self.protocol_versions)
+            log.warning("%s; announcing version %d as go-plugin plugins do, "
+                        "so that the go-plugin host reports the mismatch",
+                        message, lowest)
+            return lowest
         return max(common)
+
+    def _refusal(self):
+        """What a plugin run without a launcher's cookie prints."""
+        if "PLUGIN_PROTOCOL_VERSIONS" in os.environ:
+            text = (f"This binary is a plugin (plugd plugin {self.name} "
+                    f"{self.version}), not meant to be executed directly.\n"
+                    "A go-plugin host started it (PLUGIN_PROTOCOL_VERSIONS is "
+                    "set) ")
+            if self.go_plugin:
+                key, value = self.go_plugin
+                return text + ("without the magic cookie it accepts:\nthe "
+                               "host's plugin.HandshakeConfig must have "
+                               f'MagicCookieKey "{key}" and MagicCookieValue '
+                               f'"{value}".')
+            return text + ("but this plugin accepts no go-plugin magic cookie\n"
+                           "(Plugin(go_plugin=...) is unset; see "
+                           "docs/go-plugin.md).")
+        text = (f"This is a plugd plugin ({self.name} {self.version}); it is "
+                "not meant to be run by hand.\nRun it through a plugd host, "
+                "e.g. `calc --plugin PATH --list`, or under the plugd broker")
+        if self.go_plugin:
+            key, value = self.go_plugin
+            text += (", or from a go-plugin host whose HandshakeConfig has "
+                     f'MagicCookieKey "{key}" and MagicCookieValue "{value}"')
+        return text + "."
+
+    def _pick_socket(self):
+        """go-plugin mode without PLUGD_SOCKET: a socket of our own in
+        $TMPDIR (default /tmp), as go-plugin creates $TMPDIR/pluginNNN."""
+        directory = os.environ.get("TMPDIR") or "/tmp"
+        try:
+            fd, path = tempfile.mkstemp(prefix="plugd", dir=directory)
+        except OSError as e:
+            raise _SetupError(f"cannot pick a socket in {directory}: {e} "
+                              "(set TMPDIR to a writable directory)")
+        os.close(fd)
+        os.unlink(path)
+        if len(path.encode()) > 107:
+            raise _SetupError(f"cannot pick a socket in TMPDIR={directory!r}: "
+                              "Unix socket paths are limited to 107 bytes; set "
+                              "TMPDIR to a shorter directory")
+        return path
 
     def serve(self):
         """Serves until shutdown; returns the exit code (0 after a graceful
         stop, 1 when the plugin cannot start). Call from the main thread."""
-        if os.environ.get("PLUGD_MAGIC_COOKIE") != MAGIC_COOKIE:
-            print(f"This is a plugd plugin ({self.name} {self.version}); it is "
-                  "not meant to be run by hand.\nRun it through a plugd host, "
-                  "e.g. `calc --plugin PATH --list`, or under the plugd broker.",
-                  file=sys.stderr)
+        plugd_mode = os.environ.get("PLUGD_MAGIC_COOKIE") == MAGIC_COOKIE
+        self.go_plugin_mode = (not plugd_mode and self.go_plugin is not None
+                               and os.environ.get(self.go_plugin[0])
+                               == self.go_plugin[1])
+        if not plugd_mode and not self.go_plugin_mode:
+            print(self._refusal(), file=sys.stderr)
             return EXIT_ERROR
         _setup_logging()
         try:
@@ -269,6 +399,8 @@ class Plugin:
     def _start(self):
         self.protocol_version = self._negotiate()
         socket = os.environ.get("PLUGD_SOCKET", "")
+        if not socket and self.go_plugin_mode:
+            socket = self._pick_socket()
         if not socket.startswith("/"):
             raise _SetupError("PLUGD_SOCKET must be an absolute socket path; "
                               f"got {socket!r}")
@@ -305,6 +437,13 @@ class Plugin:
         if self._registry.functions:
             plugin_pb2_grpc.add_FunctionsServicer_to_server(
                 _Functions(self._registry), server)
+        self._go_plugin_broker = None
+        if self.go_plugin_mode:
+            grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(
+                _GoPluginController(self), server)
+            self._go_plugin_broker = _GoPluginBroker()
+            grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(
+                self._go_plugin_broker, server)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, frame: self._stop.set())
@@ -323,12 +462,15 @@ class Plugin:
         # Listening: announce it, unbuffered.
         os.write(1, f"{CORE_PROTOCOL_VERSION}|{self.protocol_version}|unix|"
                     f"{socket}|grpc\n".encode())
-        log.info("%s %s serving on %s", self.name, self.version, socket)
+        log.info("%s %s serving on %s%s", self.name, self.version, socket,
+                 " (go-plugin mode)" if self.go_plugin_mode else "")
         return server
 
     def _stop_server(self, server):
         self._shutting_down = True
         self._health.close()
+        if self._go_plugin_broker is not None:
+            self._go_plugin_broker.close()
         for hook in self._on_shutdown:
             try:
                 hook()

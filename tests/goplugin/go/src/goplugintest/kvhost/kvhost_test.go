@@ -1,9 +1,11 @@
 // Package kvhost tests go-plugin's side of plugd's go-plugin compatibility:
 // a host written with HashiCorp go-plugin's own plugin.NewClient, exactly as
-// a go-plugin application writes it, loads plugd-kv (the C++ SDK example),
-// calls it through the Go kv.v1 stubs and kills it with client.Kill().
+// a go-plugin application writes it, loads plugd's KV example plugins
+// (plugd-kv in C++, plugd-py-kv in Python), calls them through the Go kv.v1
+// stubs and kills them with client.Kill().
 //
-// PLUGD_KV names the plugd-kv executable (the build sets it).
+// PLUGD_KV_PLUGINS lists the plugin executables, separated by ':' (the build
+// sets it); every test runs against each.
 package kvhost
 
 import (
@@ -53,14 +55,22 @@ type launch struct {
 	stderr *syncBuffer // the plugin's raw stderr
 }
 
-// start configures a go-plugin client for plugd-kv the way a go-plugin
-// application would.
-func start(t *testing.T, handshake plugin.HandshakeConfig) *launch {
-	t.Helper()
-	path := os.Getenv("PLUGD_KV")
-	if path == "" {
-		t.Fatal("PLUGD_KV is not set: it must name the plugd-kv executable")
+// forEachPlugin runs test against every plugin of PLUGD_KV_PLUGINS.
+func forEachPlugin(t *testing.T, test func(t *testing.T, path string)) {
+	list := os.Getenv("PLUGD_KV_PLUGINS")
+	if list == "" {
+		t.Fatal("PLUGD_KV_PLUGINS is not set: it must list the KV plugin executables, ':'-separated")
 	}
+	for _, path := range strings.Split(list, ":") {
+		path := path
+		t.Run(filepath.Base(path), func(t *testing.T) { test(t, path) })
+	}
+}
+
+// start configures a go-plugin client for the plugin at path the way a
+// go-plugin application would.
+func start(t *testing.T, path string, handshake plugin.HandshakeConfig) *launch {
+	t.Helper()
 	l := &launch{logs: &syncBuffer{}, stderr: &syncBuffer{}}
 	l.cmd = exec.Command(path, "--data", filepath.Join(t.TempDir(), "kv.pb"))
 	l.client = plugin.NewClient(&plugin.ClientConfig{
@@ -81,7 +91,11 @@ func start(t *testing.T, handshake plugin.HandshakeConfig) *launch {
 }
 
 func TestLoadsPlugdKvCallsItAndKillsItCleanly(t *testing.T) {
-	l := start(t, shared.Handshake)
+	forEachPlugin(t, loadCallAndKill)
+}
+
+func loadCallAndKill(t *testing.T, path string) {
+	l := start(t, path, shared.Handshake)
 	rpc, err := l.client.Client()
 	if err != nil {
 		t.Fatalf("client.Client(): %v\nhost log:\n%s", err, l.logs)
@@ -144,19 +158,19 @@ func TestLoadsPlugdKvCallsItAndKillsItCleanly(t *testing.T) {
 	}
 	ws := l.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
-		t.Errorf("plugd-kv was killed by signal %v, not stopped through Shutdown\nhost log:\n%s", ws.Signal(), l.logs)
+		t.Errorf("the plugin was killed by signal %v, not stopped through Shutdown\nhost log:\n%s", ws.Signal(), l.logs)
 	} else if ws.ExitStatus() != 0 {
-		t.Errorf("plugd-kv exited with code %d, want 0\nhost log:\n%s", ws.ExitStatus(), l.logs)
+		t.Errorf("the plugin exited with code %d, want 0\nhost log:\n%s", ws.ExitStatus(), l.logs)
 	}
 	logs := l.logs.String()
 	if strings.Contains(logs, "plugin failed to exit gracefully") {
-		t.Errorf("go-plugin had to kill plugd-kv:\n%s", logs)
+		t.Errorf("go-plugin had to kill the plugin:\n%s", logs)
 	}
-	// plugd-kv's own log lines reach the host's logger with their level.
+	// The plugin's own log lines reach the host's logger with their level.
 	for _, want := range []string{
-		"host.plugd-kv: [INFO] kv 1.0.0 serving on unix:",
-		"go-plugin mode",
-		"kv shutting down (plugin.GRPCController/Shutdown)",
+		"host." + filepath.Base(path) + ": [INFO] kv 1.0.0 serving on ",
+		"go-plugin mode)",
+		"plugin.GRPCController/Shutdown",
 	} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("host log lacks %q:\n%s", want, logs)
@@ -165,9 +179,13 @@ func TestLoadsPlugdKvCallsItAndKillsItCleanly(t *testing.T) {
 }
 
 func TestWrongCookieIsExplained(t *testing.T) {
+	forEachPlugin(t, wrongCookie)
+}
+
+func wrongCookie(t *testing.T, path string) {
 	handshake := shared.Handshake
 	handshake.MagicCookieValue = "another-application"
-	l := start(t, handshake)
+	l := start(t, path, handshake)
 	_, err := l.client.Client()
 	if err == nil {
 		t.Fatal("client.Client() succeeded with a wrong cookie")
@@ -186,18 +204,22 @@ func TestWrongCookieIsExplained(t *testing.T) {
 		`MagicCookieKey "KV_PLUGIN" and MagicCookieValue "plugd-kv-example-1"`,
 	} {
 		if !strings.Contains(stderr, want) {
-			t.Errorf("plugd-kv's stderr lacks %q:\n%s", want, stderr)
+			t.Errorf("the plugin's stderr lacks %q:\n%s", want, stderr)
 		}
 	}
 	if ws := l.cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() || ws.ExitStatus() != 1 {
-		t.Errorf("plugd-kv ended with %v, want exit code 1", l.cmd.ProcessState)
+		t.Errorf("the plugin ended with %v, want exit code 1", l.cmd.ProcessState)
 	}
 }
 
 func TestNoCommonVersionIsExplained(t *testing.T) {
+	forEachPlugin(t, noCommonVersion)
+}
+
+func noCommonVersion(t *testing.T, path string) {
 	handshake := shared.Handshake
 	handshake.ProtocolVersion = 7
-	l := start(t, handshake)
+	l := start(t, path, handshake)
 	_, err := l.client.Client()
 	if err == nil {
 		t.Fatal("client.Client() succeeded with no version in common")
@@ -210,6 +232,6 @@ func TestNoCommonVersionIsExplained(t *testing.T) {
 	stderr := l.stderr.String()
 	wantStderr := "no protocol version in common: the host supports [7], the plugin supports [1]"
 	if !strings.Contains(stderr, wantStderr) {
-		t.Errorf("plugd-kv's stderr lacks %q:\n%s", wantStderr, stderr)
+		t.Errorf("the plugin's stderr lacks %q:\n%s", wantStderr, stderr)
 	}
 }
