@@ -13,7 +13,9 @@
 // gRPC server on PLUGD_SOCKET serving grpc.health.v1.Health, plugd.v1.Control,
 // plugd.v1.Functions (when functions are added) and the author's services,
 // the handshake line, '[LEVEL] message' logs on stderr and a graceful
-// shutdown on Control.Shutdown, SIGTERM and SIGINT.
+// shutdown on Control.Shutdown, SIGTERM and SIGINT. With the goPlugin option
+// it also runs under a HashiCorp go-plugin host (docs/go-plugin.md).
+const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
 const grpc = require('@grpc/grpc-js');
@@ -255,10 +257,21 @@ const NOT_SERVING = 2;
 const SERVICE_UNKNOWN = 3;
 
 class Plugin {
-  constructor({ name, version, protocolVersions = [1] }) {
+  // goPlugin: { magicCookieKey, magicCookieValue }, the handshake of a
+  // go-plugin application whose host may also load this plugin (go-plugin
+  // mode: its cookie, PLUGIN_PROTOCOL_VERSIONS, a socket of its own in
+  // $TMPDIR, plugin.GRPCController and plugin.GRPCBroker).
+  constructor({ name, version, protocolVersions = [1], goPlugin = null }) {
     this.name = name;
     this.version = version;
     this.protocolVersions = protocolVersions;
+    if (goPlugin && (!goPlugin.magicCookieKey || goPlugin.magicCookieKey.includes('=')
+                     || !goPlugin.magicCookieValue)) {
+      throw new Error('goPlugin needs a magicCookieKey (without "=") and a magicCookieValue');
+    }
+    this.goPlugin = goPlugin;
+    this.goPluginMode = false;
+    this.brokerStreams = new Set();
     this.protocolVersion = 0;
     this.services = [];
     this.log = log;
@@ -309,28 +322,77 @@ class Plugin {
   }
 
   negotiate() {
-    const text = process.env.PLUGD_PROTOCOL_VERSIONS || '1';
+    const variable = this.goPluginMode ? 'PLUGIN_PROTOCOL_VERSIONS' : 'PLUGD_PROTOCOL_VERSIONS';
+    const lowest = Math.min(...this.protocolVersions);
+    // go-plugin's rule: a host that names no versions gets the oldest.
+    if (this.goPluginMode && !process.env[variable]) return lowest;
+    const text = process.env[variable] || '1';
     const host = text.split(',').map((v) => v.trim());
     if (host.some((v) => !/^\d+$/.test(v))) {
-      throw new SetupError(`PLUGD_PROTOCOL_VERSIONS="${text}" is malformed; expected e.g. 1 or 1,2`);
+      throw new SetupError(`${variable}="${text}" is malformed; expected e.g. 1 or 1,2`);
     }
     const hostVersions = [...new Set(host.map(Number))].sort((a, b) => a - b);
     const common = hostVersions.filter((v) => this.protocolVersions.includes(v));
     if (common.length === 0) {
       const fmt = (vs) => `[${[...vs].sort((a, b) => a - b).join(',')}]`;
-      throw new SetupError(`no protocol version in common: the host supports ${fmt(hostVersions)}, `
-        + `the plugin supports ${fmt(this.protocolVersions)}; upgrade whichever side is older`);
+      const message = `no protocol version in common: the host supports ${fmt(hostVersions)}, `
+        + `the plugin supports ${fmt(this.protocolVersions)}; upgrade whichever side is older`;
+      if (!this.goPluginMode) throw new SetupError(message);
+      // As go-plugin's own plugins do: announce the lowest version, so that
+      // the go-plugin host reports the mismatch itself.
+      log.warn(`${message}; announcing version ${lowest} as go-plugin plugins do, `
+        + 'so that the go-plugin host reports the mismatch');
+      return lowest;
     }
     return Math.max(...common);
+  }
+
+  // What a plugin run without a launcher's cookie prints.
+  refusal() {
+    if (process.env.PLUGIN_PROTOCOL_VERSIONS !== undefined) {
+      const text = `This binary is a plugin (plugd plugin ${this.name} ${this.version}), not meant `
+        + 'to be executed directly.\nA go-plugin host started it (PLUGIN_PROTOCOL_VERSIONS is set) ';
+      if (this.goPlugin) {
+        return `${text}without the magic cookie it accepts:\nthe host's plugin.HandshakeConfig `
+          + `must have MagicCookieKey "${this.goPlugin.magicCookieKey}" and MagicCookieValue `
+          + `"${this.goPlugin.magicCookieValue}".\n`;
+      }
+      return `${text}but this plugin accepts no go-plugin magic cookie\n`
+        + '(the goPlugin option is unset; see docs/go-plugin.md).\n';
+    }
+    let text = `This is a plugd plugin (${this.name} ${this.version}); it is not meant `
+      + 'to be run by hand.\nRun it through a plugd host, e.g. `calc --plugin PATH --list`, '
+      + 'or under the plugd broker';
+    if (this.goPlugin) {
+      text += ', or from a go-plugin host whose HandshakeConfig has MagicCookieKey '
+        + `"${this.goPlugin.magicCookieKey}" and MagicCookieValue "${this.goPlugin.magicCookieValue}"`;
+    }
+    return `${text}.\n`;
+  }
+
+  // go-plugin mode without PLUGD_SOCKET: a socket of our own in $TMPDIR
+  // (default /tmp), as go-plugin creates $TMPDIR/pluginNNN.
+  pickSocket() {
+    const dir = process.env.TMPDIR || '/tmp';
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const candidate = path.join(dir, `plugd${crypto.randomBytes(4).toString('hex')}`);
+      if (Buffer.byteLength(candidate) > 107 || !candidate.startsWith('/')) {
+        throw new SetupError(`cannot pick a socket in TMPDIR="${dir}": Unix socket paths are `
+          + 'absolute and limited to 107 bytes; set TMPDIR to a shorter directory');
+      }
+      if (!fs.existsSync(candidate)) return candidate;
+    }
+    throw new SetupError(`cannot pick an unused socket name in ${dir}`);
   }
 
   // Serves until shutdown, then exits the process: 0 after a graceful stop,
   // 1 when the plugin cannot start.
   serve() {
-    if (process.env.PLUGD_MAGIC_COOKIE !== MAGIC_COOKIE) {
-      process.stderr.write(`This is a plugd plugin (${this.name} ${this.version}); it is not meant `
-        + 'to be run by hand.\nRun it through a plugd host, e.g. `calc --plugin PATH --list`, '
-        + 'or under the plugd broker.\n');
+    const plugdMode = process.env.PLUGD_MAGIC_COOKIE === MAGIC_COOKIE;
+    this.goPluginMode = !plugdMode && this.goPlugin !== null
+      && process.env[this.goPlugin.magicCookieKey] === this.goPlugin.magicCookieValue;
+    if (!plugdMode && !this.goPluginMode) {
+      process.stderr.write(this.refusal());
       process.exitCode = EXIT_ERROR;
       return;
     }
@@ -343,7 +405,8 @@ class Plugin {
 
   async start() {
     this.protocolVersion = this.negotiate();
-    const socket = process.env.PLUGD_SOCKET || '';
+    let socket = process.env.PLUGD_SOCKET || '';
+    if (!socket && this.goPluginMode) socket = this.pickSocket();
     if (!socket.startsWith('/')) {
       throw new SetupError(`PLUGD_SOCKET must be an absolute socket path; got "${socket}"`);
     }
@@ -370,6 +433,11 @@ class Plugin {
       names.push('plugd.v1.Functions');
       server.addService(protos.plugd.v1.Functions.service, this.functionsImpl());
     }
+    if (this.goPluginMode) {
+      const go = loadProto('goplugin/grpc_controller.proto', 'goplugin/grpc_broker.proto');
+      server.addService(go.plugin.GRPCController.service, this.goPluginControllerImpl());
+      server.addService(go.plugin.GRPCBroker.service, this.goPluginBrokerImpl());
+    }
     for (const { definition, implementation } of this.userServices) {
       const first = Object.values(definition)[0];
       const service = first.path.split('/')[1];
@@ -391,7 +459,8 @@ class Plugin {
     this.socket = socket;
     // Listening: announce it (synchronously, so it is out before anything else).
     fs.writeSync(1, `${CORE_PROTOCOL_VERSION}|${this.protocolVersion}|unix|${socket}|grpc\n`);
-    log.info(`${this.name} ${this.version} serving on ${socket}`);
+    log.info(`${this.name} ${this.version} serving on ${socket}`
+      + `${this.goPluginMode ? ' (go-plugin mode)' : ''}`);
     if (this.shutdownRequested) this.shutdown();
   }
 
@@ -403,6 +472,8 @@ class Plugin {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     this.notifyWatchers();
+    for (const call of this.brokerStreams) call.end();
+    this.brokerStreams.clear();
     for (const hook of this.shutdownHooks) {
       try { hook(); } catch (e) { log.error(`an onShutdown hook failed: ${e && e.message}`); }
     }
@@ -461,6 +532,38 @@ class Plugin {
         log.info(`shutdown requested${reason ? ` (${reason})` : ''}`);
         callback(null, {});
         setImmediate(() => this.shutdown());
+      },
+    };
+  }
+
+  // go-plugin's plugin.GRPCController: a go-plugin host's client.Kill()
+  // calls Shutdown and gives the plugin 2 s to exit before killing it.
+  goPluginControllerImpl() {
+    return {
+      shutdown: (call, callback) => {
+        log.info('shutdown requested (plugin.GRPCController/Shutdown)');
+        callback(null, {});
+        setImmediate(() => this.shutdown());
+      },
+    };
+  }
+
+  // go-plugin's plugin.GRPCBroker: the stream a go-plugin host opens on every
+  // connection is accepted and kept; what it sends is ignored (no brokered
+  // connections); it ends when the host closes it or at shutdown.
+  goPluginBrokerImpl() {
+    return {
+      startStream: (call) => {
+        if (this.shuttingDown) { call.end(); return; }
+        this.brokerStreams.add(call);
+        call.on('data', (info) => log.debug(`go-plugin broker: ignoring the host's brokered `
+          + `connection ${info.serviceId} (${info.network} ${info.address})`));
+        const done = () => {
+          if (this.brokerStreams.delete(call)) call.end();
+        };
+        call.on('end', done);
+        call.on('cancelled', () => this.brokerStreams.delete(call));
+        call.on('error', () => this.brokerStreams.delete(call));
       },
     };
   }

@@ -305,8 +305,8 @@ TEST_F(GoPluginHostTest, BadGoPluginOptionsAreRefusedUpFront) {
               HasSubstr("go_plugin port range 30000..25000 is not valid"));
 }
 
-// The KV examples of the C++ and Python SDKs in go-plugin mode, launched by
-// plugd's launcher in go-plugin mode: the SDK side of the compatibility,
+// The KV examples of the C++, Python and Node SDKs in go-plugin mode, launched
+// by plugd's launcher in go-plugin mode: the SDK side of the compatibility,
 // without Go.
 class SdkGoPluginModeTest : public GoPluginHostTest,
                             public ::testing::WithParamInterface<const char*> {
@@ -354,11 +354,13 @@ TEST_P(SdkGoPluginModeTest, KvRunsInGoPluginMode) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sdks, SdkGoPluginModeTest,
-                         ::testing::Values("plugd-kv", "plugd-py-kv"),
+                         ::testing::Values("plugd-kv", "plugd-py-kv",
+                                           "plugd-node-kv"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
-                           return std::string(info.param) == "plugd-kv"
-                                      ? "Cpp"
-                                      : "Python";
+                           const std::string name = info.param;
+                           return name == "plugd-kv"      ? "Cpp"
+                                  : name == "plugd-py-kv" ? "Python"
+                                                          : "Node";
                          });
 
 TEST_F(GoPluginHostTest, PlugdKvRefusesAnotherApplicationsCookie) {

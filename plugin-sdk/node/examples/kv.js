@@ -134,8 +134,27 @@ class Store {
   }
 }
 
+// The go-plugin cookie accepted (go-plugin mode, docs/go-plugin.md): the KV
+// example application's, as plugd-kv (C++) accepts, or --go-plugin-cookie
+// KEY=VALUE.
+function goPluginCookie(argv) {
+  let text = 'KV_PLUGIN=plugd-kv-example-1';
+  for (let i = 0; i < argv.length; i += 1) {
+    if (argv[i] === '--go-plugin-cookie' && i + 1 < argv.length) text = argv[i + 1];
+    if (argv[i].startsWith('--go-plugin-cookie=')) text = argv[i].slice('--go-plugin-cookie='.length);
+  }
+  const eq = text.indexOf('=');
+  if (eq <= 0 || eq === text.length - 1) {
+    process.stderr.write(`plugd-node-kv: --go-plugin-cookie wants KEY=VALUE, got "${text}"\n`);
+    process.exit(1);
+  }
+  return { magicCookieKey: text.slice(0, eq), magicCookieValue: text.slice(eq + 1) };
+}
+
 const store = new Store(dataPath(process.argv.slice(2)));
-const plugin = new Plugin({ name: 'kv', version: '1.0.0' });
+const plugin = new Plugin({
+  name: 'kv', version: '1.0.0', goPlugin: goPluginCookie(process.argv.slice(2)),
+});
 const emptyKey = { code: grpc.status.INVALID_ARGUMENT, details: 'the key is empty' };
 
 plugin.onStart(() => store.load());
