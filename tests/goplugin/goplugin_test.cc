@@ -305,9 +305,9 @@ TEST_F(GoPluginHostTest, BadGoPluginOptionsAreRefusedUpFront) {
               HasSubstr("go_plugin port range 30000..25000 is not valid"));
 }
 
-// The KV examples of the C++, Python and Node SDKs in go-plugin mode, launched
-// by plugd's launcher in go-plugin mode: the SDK side of the compatibility,
-// without Go.
+// The KV examples of the C++, Python, Node and Go SDKs in go-plugin mode,
+// launched by plugd's launcher in go-plugin mode: the SDK side of the
+// compatibility, without Go.
 class SdkGoPluginModeTest : public GoPluginHostTest,
                             public ::testing::WithParamInterface<const char*> {
 };
@@ -355,11 +355,12 @@ TEST_P(SdkGoPluginModeTest, KvRunsInGoPluginMode) {
 
 INSTANTIATE_TEST_SUITE_P(Sdks, SdkGoPluginModeTest,
                          ::testing::Values("plugd-kv", "plugd-py-kv",
-                                           "plugd-node-kv"),
+                                           "plugd-node-kv", "plugd-go-kv"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
                            const std::string name = info.param;
                            return name == "plugd-kv"      ? "Cpp"
                                   : name == "plugd-py-kv" ? "Python"
+                                  : name == "plugd-go-kv" ? "Go"
                                                           : "Node";
                          });
 

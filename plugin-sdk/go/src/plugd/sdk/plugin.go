@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	goplugin "goplugin"
 	plugdv1 "plugd/v1"
 )
 
@@ -54,6 +55,8 @@ type Plugin struct {
 	options       []grpc.ServerOption
 	onStart       []func() error
 	onShutdown    []func()
+	goPlugin      *goPluginHandshake // set by GoPlugin
+	goPluginMode  bool               // set by Serve before it serves
 
 	served     int32 // Serve was called
 	stopOnce   sync.Once
@@ -257,10 +260,21 @@ func negotiate(text string, ours []uint32) (uint32, error) {
 func (p *Plugin) readEnv(getenv func(string) string) (launchEnv, error) {
 	var env launchEnv
 	var err error
-	if env.version, err = negotiate(getenv("PLUGD_PROTOCOL_VERSIONS"), p.versions); err != nil {
+	if p.goPluginMode {
+		env.version, err = negotiateGoPlugin(getenv("PLUGIN_PROTOCOL_VERSIONS"), p.versions)
+	} else {
+		env.version, err = negotiate(getenv("PLUGD_PROTOCOL_VERSIONS"), p.versions)
+	}
+	if err != nil {
 		return env, err
 	}
 	env.socket = getenv("PLUGD_SOCKET")
+	if env.socket == "" && p.goPluginMode {
+		// A go-plugin host names no address: pick one, as go-plugin does.
+		if env.socket, err = pickSocket(getenv); err != nil {
+			return env, err
+		}
+	}
 	if !strings.HasPrefix(env.socket, "/") {
 		return env, fmt.Errorf("PLUGD_SOCKET must be an absolute socket path; got %q", env.socket)
 	}
@@ -277,10 +291,10 @@ func (p *Plugin) readEnv(getenv func(string) string) (launchEnv, error) {
 }
 
 func (p *Plugin) serve(getenv func(string) string, stdout, stderr io.Writer) int {
-	if getenv("PLUGD_MAGIC_COOKIE") != MagicCookie {
-		fmt.Fprintf(stderr, "This is a plugd plugin (%s %s); it is not meant to be run by hand.\n"+
-			"Run it through a plugd host, e.g. `calc --plugin PATH --list`, or under the plugd broker.\n",
-			p.name, p.version)
+	plugdMode := getenv("PLUGD_MAGIC_COOKIE") == MagicCookie
+	p.goPluginMode = !plugdMode && p.goPlugin != nil && getenv(p.goPlugin.key) == p.goPlugin.value
+	if !plugdMode && !p.goPluginMode {
+		fmt.Fprint(stderr, p.refusal(getenv))
 		return ExitError
 	}
 	fail := func(err error) int {
@@ -332,7 +346,11 @@ func (p *Plugin) serve(getenv func(string) string, stdout, stderr io.Writer) int
 		server.Stop()
 		return fail(fmt.Errorf("cannot write the handshake to stdout: %v", err))
 	}
-	Infof("%s %s serving on %s", p.name, p.version, env.socket)
+	mode := ""
+	if p.goPluginMode {
+		mode = " (go-plugin mode)"
+	}
+	Infof("%s %s serving on %s%s", p.name, p.version, env.socket, mode)
 
 	code := ExitOK
 	select {
@@ -359,6 +377,10 @@ func (p *Plugin) register(server *grpc.Server) *health {
 	}
 	for _, register := range p.registrations {
 		register(server)
+	}
+	if p.goPluginMode {
+		goplugin.RegisterGRPCControllerServer(server, goPluginController{p})
+		goplugin.RegisterGRPCBrokerServer(server, goPluginBroker{p})
 	}
 	reflection.Register(server)
 	// Health last, knowing every name (itself included).

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,10 +23,21 @@ import (
 	plugd "plugd/sdk"
 )
 
+// goPluginCookie is the KV example application's go-plugin cookie, as
+// plugd-kv (C++) accepts: a go-plugin host with that HandshakeConfig can load
+// plugd-go-kv too (docs/go-plugin.md).
+const goPluginCookie = "KV_PLUGIN=plugd-kv-example-1"
+
 func main() {
 	data := flag.String("data", defaultDataFile(), "the data file")
+	cookie := flag.String("go-plugin-cookie", goPluginCookie,
+		"the go-plugin cookie accepted, KEY=VALUE (go-plugin mode)")
 	flag.Parse()
-	p := plugd.New("kv", "1.0.0")
+	key, value := *cookie, ""
+	if eq := strings.Index(*cookie, "="); eq >= 0 {
+		key, value = (*cookie)[:eq], (*cookie)[eq+1:]
+	}
+	p := plugd.New("kv", "1.0.0").GoPlugin(key, value)
 	store := &Store{path: *data}
 	p.OnStart(store.Load)
 	p.RegisterServices(func(s *grpc.Server) {

@@ -1,8 +1,9 @@
 // Package kvhost tests go-plugin's side of plugd's go-plugin compatibility:
 // a host written with HashiCorp go-plugin's own plugin.NewClient, exactly as
 // a go-plugin application writes it, loads plugd's KV example plugins
-// (plugd-kv in C++, plugd-py-kv in Python, plugd-node-kv in Node.js), calls
-// them through the Go kv.v1 stubs and kills them with client.Kill().
+// (plugd-kv in C++, plugd-py-kv in Python, plugd-node-kv in Node.js,
+// plugd-go-kv in Go), calls them through the Go kv.v1 stubs and kills them
+// with client.Kill().
 //
 // PLUGD_KV_PLUGINS lists the plugin executables, separated by ':' (the build
 // sets it); every test runs against each.
