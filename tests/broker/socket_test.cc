@@ -89,5 +89,39 @@ TEST_F(SocketTest, PrepareChecksTheDirectory) {
   EXPECT_TRUE(PrepareSocketPath(dir_ + "/fresh.sock").ok());
 }
 
+// A go-plugin plugin's stable path is a symlink to the socket it chose
+// (LaunchOptions::go_plugin): probed as that socket, removed as a link.
+TEST_F(SocketTest, SymlinkToASocketCountsAsThatSocket) {
+  const std::string target = dir_ + "/plugin123";
+  const std::string link = dir_ + "/go.sock";
+  int fd = BindSocket(target, /*listen=*/true);
+  ASSERT_EQ(::symlink(target.c_str(), link.c_str()), 0);
+  absl::Status status = PrepareSocketPath(link);
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_TRUE(RemoveStaleSocket(link).ok());
+  EXPECT_TRUE(Exists(link));  // live: kept
+  ::close(fd);                // the socket file stays, nobody accepts
+  EXPECT_TRUE(RemoveStaleSocket(link).ok());
+  EXPECT_FALSE(Exists(link));   // the stale link is removed...
+  EXPECT_TRUE(Exists(target));  // ...never what it points to
+}
+
+TEST_F(SocketTest, DanglingSymlinkIsStale) {
+  const std::string link = dir_ + "/go.sock";
+  ASSERT_EQ(::symlink((dir_ + "/gone").c_str(), link.c_str()), 0);
+  EXPECT_TRUE(PrepareSocketPath(link).ok());
+  EXPECT_FALSE(Exists(link));
+}
+
+TEST_F(SocketTest, SymlinkToANonSocketIsRefused) {
+  const std::string file = dir_ + "/file";
+  const std::string link = dir_ + "/go.sock";
+  ::close(::creat(file.c_str(), 0600));
+  ASSERT_EQ(::symlink(file.c_str(), link.c_str()), 0);
+  EXPECT_EQ(PrepareSocketPath(link).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(Exists(link));
+  EXPECT_TRUE(Exists(file));
+}
+
 }  // namespace
 }  // namespace plugd::broker

@@ -275,6 +275,21 @@ TEST(FormatPluginStatusTest, KeyValueLines) {
             "random: ready (pid 4242)");
 }
 
+TEST(FormatPluginStatusTest, GoPluginShowsTheAnnouncedAddress) {
+  plugd::v1::PluginStatus s = SampleList().plugins(1);
+  s.set_address("unix:/run/plugd/go-kv.sock");
+  s.set_announced_address("unix:/run/plugd/plugin3246214629");
+  s.set_go_plugin(true);
+  s.set_protocol_version(1);
+  std::vector<std::string> lines =
+      absl::StrSplit(FormatPluginStatus(s, kT), '\n');
+  EXPECT_THAT(lines, ::testing::IsSupersetOf({
+                         "address:           unix:/run/plugd/go-kv.sock -> "
+                         "unix:/run/plugd/plugin3246214629",
+                         "protocol:          1 (go-plugin)",
+                     }));
+}
+
 TEST(FormatEventTest, DetailsByType) {
   plugd::v1::Event e;
   *e.mutable_time() = Ts(kT);
