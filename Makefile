@@ -1,12 +1,15 @@
 # plugd — the two commands:
 #   make demo   install what is missing, build, run the demo
 #   make test   install what is missing, build, run the whole test suite
-# Other targets: make setup | build | clean
+# Other targets: make setup | build | fuzz | clean
+#   make fuzz FUZZ_SECONDS=600 TARGET=all   long libFuzzer runs (docs/fuzzing.md)
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 600
+TARGET ?= all
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build demo test clean
+.PHONY: all setup configure build demo test fuzz clean
 
 all: build
 
@@ -24,6 +27,9 @@ demo: build
 
 test: build
 	@tools/run-tests.sh $(BUILD_DIR)
+
+fuzz: build
+	@tools/fuzz.sh $(BUILD_DIR)/fuzz-clang/bin $(BUILD_DIR)/fuzz-work $(TARGET) $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -15,6 +15,8 @@ packages=(
   # Config files, tests, benchmarks
   libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang-format
+  # Fuzz targets (fuzz/): clang with libFuzzer and the sanitizer runtimes
+  clang libclang-rt-14-dev
   # Python plugin SDK: Debian's /usr/bin/python3 with gRPC and protobuf
   python3 python3-grpcio python3-protobuf
   # Go plugin SDK, GOPATH mode: Go 1.19, grpc-go, golang/protobuf 1.3

@@ -441,8 +441,11 @@ absl::Status Loader::WalkMessage(const YAML::Node& node, Location location,
   }
   std::map<std::string, Location> seen;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key = it->first;
-    const YAML::Node& value = it->second;
+    // Copies: yaml-cpp's operator-> returns a proxy that dies with this
+    // statement, so a reference to it->first would dangle (found by
+    // fuzz/config_fuzzer.cc, kept in fuzz/regressions/config).
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
     const Location key_location =
         LocationOf(key).line > 0 ? LocationOf(key) : location;
     if (!key.IsScalar()) {
@@ -544,8 +547,8 @@ absl::Status Loader::WalkMap(const YAML::Node& value, Location location,
   }
   std::map<std::string, Location> seen;
   for (auto it = value.begin(); it != value.end(); ++it) {
-    const YAML::Node& key = it->first;
-    const YAML::Node& item = it->second;
+    const YAML::Node key = it->first;
+    const YAML::Node item = it->second;
     const Location key_location =
         LocationOf(key).line > 0 ? LocationOf(key) : location;
     if (!key.IsScalar()) {
