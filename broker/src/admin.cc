@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "plugd/broker/socket.h"
+#include "plugd/common/channel.h"
 #include "plugd/common/log.h"
 #include "plugd/common/protocol.h"
 #include "plugd/common/status.h"
@@ -414,9 +415,7 @@ class AdminServer::Service : public v1::Broker::CallbackService {
       grpc::ChannelArguments args;
       args.SetMaxReceiveMessageSize(-1);
       args.SetMaxSendMessageSize(-1);
-      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 10);
-      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10);
-      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
+      SetLocalReconnectArguments(&args);
       channel = grpc::CreateCustomChannel(
           status.address(), grpc::InsecureChannelCredentials(), args);
     }

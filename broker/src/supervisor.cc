@@ -25,6 +25,7 @@
 #include "absl/synchronization/notification.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "plugd/broker/socket.h"
+#include "plugd/common/channel.h"
 #include "plugd/common/log.h"
 #include "plugd/common/status.h"
 #include "plugd/v1/plugin.grpc.pb.h"
@@ -161,9 +162,7 @@ void WatchHandle::Cancel() {
 std::shared_ptr<grpc::Channel> HealthChannel(const std::string& target) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 10);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
+  SetLocalReconnectArguments(&args);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
                                    args);
 }

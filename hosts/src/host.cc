@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "plugd/broker/socket.h"
+#include "plugd/common/channel.h"
 #include "plugd/common/log.h"
 #include "plugd/common/status.h"
 #include "plugd/v1/plugin.grpc.pb.h"
@@ -186,11 +187,8 @@ std::shared_ptr<grpc::Channel> MakeChannel(
       std::min<int64_t>(max_message_bytes, std::numeric_limits<int>::max()));
   args.SetMaxReceiveMessageSize(limit);
   args.SetMaxSendMessageSize(limit);
-  // A local socket: reconnect fast after a plugin restart instead of gRPC's
-  // default 1 s initial backoff.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 10);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
+  // A local socket: reconnect fast after a plugin restart.
+  SetLocalReconnectArguments(&args);
   // Each plugin gets its own connection, never shared with another channel.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   if (!service_config.empty()) {
