@@ -15,6 +15,26 @@
 //   flood                 after the handshake, stderr lines as fast as it can
 //   longline              one 1 MiB stderr line, then a normal one
 //   exit-after-handshake  answers one health check, writes "bye", exits 4
+// Modes for the conformance checker (tests/conform), best with --strict:
+//   no-cookie-check       serves even without the magic cookie
+//   ignore-versions       announces version 1 whatever the host offers
+//   setsid-grandchild     forks a child that leaves the process group
+//                         (setsid) and sleeps ("grandchild pid N" on stderr)
+//   stdout-chatter        after the handshake, log lines on stdout, one of
+//                         them shaped like a second handshake line
+//   stdout-binary         after the handshake, binary bytes on stdout
+//   not-serving           health answers NOT_SERVING
+//   describe-empty        Describe answers an empty name and version
+//   shutdown-exit-3       exits with code 3 after the Shutdown call
+//   functions-wrong-code  serves plugd.v1.Functions ("echo"), but an unknown
+//                         function is UNKNOWN instead of NOT_FOUND
+// --strict makes every mode follow each MUST of docs/protocol.md it does not
+// break on purpose: no version in common (or a malformed list) is refused
+// with exit 1, and SIGTERM/SIGINT stop it gracefully with exit 0. Without
+// it, the launcher tests' historical behaviour: SIGTERM kills it.
+#include <errno.h>
+#include <fcntl.h>
+#include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -26,6 +46,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -38,6 +59,8 @@
 namespace {
 
 std::string g_mode = "ok";
+bool g_strict = false;
+std::atomic<bool> g_shutdown_called{false};
 absl::Notification g_shutdown;
 absl::Notification g_health_checked;
 std::atomic<bool> g_stop_flood{false};
@@ -59,8 +82,47 @@ class HealthService final : public grpc::health::v1::Health::Service {
   grpc::Status Check(grpc::ServerContext*,
                      const grpc::health::v1::HealthCheckRequest*,
                      grpc::health::v1::HealthCheckResponse* response) override {
-    response->set_status(grpc::health::v1::HealthCheckResponse::SERVING);
+    response->set_status(
+        g_mode == "not-serving"
+            ? grpc::health::v1::HealthCheckResponse::NOT_SERVING
+            : grpc::health::v1::HealthCheckResponse::SERVING);
     if (!g_health_checked.HasBeenNotified()) g_health_checked.Notify();
+    return grpc::Status::OK;
+  }
+};
+
+plugd::v1::FunctionInfo EchoInfo() {
+  plugd::v1::FunctionInfo info;
+  info.set_name("echo");
+  info.set_help("echo(text): returns text");
+  plugd::v1::Parameter* param = info.add_params();
+  param->set_name("text");
+  param->set_kind(plugd::v1::VALUE_KIND_STRING);
+  info.set_min_args(1);
+  info.set_max_args(1);
+  return info;
+}
+
+// For functions-wrong-code: a Functions service whose unknown-function
+// error has the wrong code.
+class FunctionsService final : public plugd::v1::Functions::Service {
+  grpc::Status ListFunctions(
+      grpc::ServerContext*, const plugd::v1::ListFunctionsRequest*,
+      plugd::v1::ListFunctionsResponse* response) override {
+    *response->add_functions() = EchoInfo();
+    return grpc::Status::OK;
+  }
+  grpc::Status Call(grpc::ServerContext*, const plugd::v1::CallRequest* request,
+                    plugd::v1::CallResponse* response) override {
+    if (request->function() != "echo") {
+      return grpc::Status(grpc::StatusCode::UNKNOWN,
+                          "no such function; it offers: echo");
+    }
+    if (request->args_size() != 1) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "echo takes 1 argument (text)");
+    }
+    *response->mutable_result() = request->args(0);
     return grpc::Status::OK;
   }
 };
@@ -74,10 +136,18 @@ class ControlService final : public plugd::v1::Control::Service {
     const char* name = std::getenv(plugd::kEnvPluginName);
     response->set_name(name != nullptr ? name : "raw");
     response->set_version("0.0.1-test");
+    if (g_mode == "describe-empty") {
+      response->clear_name();
+      response->clear_version();
+    }
     response->set_protocol_version(app_version_);
     response->set_core_protocol_version(plugd::kCoreProtocolVersion);
     response->add_services("grpc.health.v1.Health");
     response->add_services("plugd.v1.Control");
+    if (g_mode == "functions-wrong-code") {
+      response->add_services("plugd.v1.Functions");
+      *response->add_functions() = EchoInfo();
+    }
     response->set_pid(::getpid());
     return grpc::Status::OK;
   }
@@ -85,6 +155,7 @@ class ControlService final : public plugd::v1::Control::Service {
   grpc::Status Shutdown(grpc::ServerContext*, const plugd::v1::ShutdownRequest*,
                         plugd::v1::ShutdownResponse*) override {
     if (g_mode == "ignore-term") return grpc::Status::OK;  // and stays up
+    g_shutdown_called = true;
     g_stop_flood = true;
     if (!g_shutdown.HasBeenNotified()) g_shutdown.Notify();
     return grpc::Status::OK;
@@ -100,9 +171,12 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg.rfind("--mode=", 0) == 0) g_mode = arg.substr(7);
+    if (arg == "--strict") g_strict = true;
   }
   const char* cookie = std::getenv(plugd::kEnvMagicCookieKey);
-  if (cookie == nullptr || std::strcmp(cookie, plugd::kMagicCookieValue) != 0) {
+  if ((cookie == nullptr ||
+       std::strcmp(cookie, plugd::kMagicCookieValue) != 0) &&
+      g_mode != "no-cookie-check") {
     std::fprintf(stderr,
                  "plugd-test-raw is a plugd plugin (a test one), not a program "
                  "to run by hand: a plugd host launches it and talks to it "
@@ -113,6 +187,39 @@ int main(int argc, char** argv) {
   if (socket == nullptr || socket[0] == '\0') {
     std::fprintf(stderr, "plugd-test-raw: %s is not set\n", plugd::kEnvSocket);
     return 1;
+  }
+
+  uint32_t app_version = 1;
+  const char* versions = std::getenv(plugd::kEnvProtocolVersions);
+  if (versions != nullptr && g_mode != "ignore-versions") {
+    absl::StatusOr<std::vector<uint32_t>> host =
+        plugd::ParseVersionList(versions);
+    absl::StatusOr<uint32_t> v = host.ok()
+                                     ? plugd::NegotiateVersion(*host, {1})
+                                     : absl::StatusOr<uint32_t>(host.status());
+    if (v.ok()) {
+      app_version = *v;
+    } else if (g_strict) {
+      std::fprintf(stderr, "plugd plugin raw: %s\n",
+                   std::string(v.status().message()).c_str());
+      return 1;
+    }
+  }
+  if (g_strict && g_mode != "ignore-term") {
+    // Blocked in every thread (before gRPC starts its own) and taken by
+    // sigwait, so the signal never interrupts a gRPC thread.
+    static sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    std::thread([] {
+      int signo = 0;
+      while (::sigwait(&stop_signals, &signo) != 0) {
+      }
+      g_stop_flood = true;
+      if (!g_shutdown.HasBeenNotified()) g_shutdown.Notify();
+    }).detach();
   }
 
   if (g_mode == "silent") WaitForever();
@@ -134,22 +241,20 @@ int main(int argc, char** argv) {
   }
   if (g_mode == "ignore-term") ::signal(SIGTERM, SIG_IGN);
 
-  uint32_t app_version = 1;
-  if (const char* versions = std::getenv(plugd::kEnvProtocolVersions)) {
-    auto host = plugd::ParseVersionList(versions);
-    if (host.ok()) {
-      auto v = plugd::NegotiateVersion(*host, {1});
-      if (v.ok()) app_version = *v;
-    }
-  }
-
   HealthService health;
   ControlService control(app_version);
+  FunctionsService functions;
   grpc::ServerBuilder builder;
+  // The sync server's idle threads wait on their completion queue for up to
+  // CQ_TIMEOUT_MSEC (10 s by default) before they notice a Shutdown() that
+  // no call woke them for (a SIGTERM with no call in flight): keep it short.
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 50);
   builder.AddListeningPort(absl::StrCat("unix:", socket),
                            grpc::InsecureServerCredentials());
   builder.RegisterService(&health);
   builder.RegisterService(&control);
+  if (g_mode == "functions-wrong-code") builder.RegisterService(&functions);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     std::fprintf(stderr, "plugd-test-raw: cannot listen on %s\n", socket);
@@ -174,6 +279,20 @@ int main(int argc, char** argv) {
       WaitForever();
     }
     WriteAll(STDERR_FILENO, absl::StrCat("grandchild pid ", child, "\n"));
+  } else if (g_mode == "setsid-grandchild") {
+    pid_t child = ::fork();
+    if (child == 0) {
+      ::setsid();
+      WaitForever();
+    }
+    WriteAll(STDERR_FILENO, absl::StrCat("grandchild pid ", child, "\n"));
+  } else if (g_mode == "stdout-chatter") {
+    WriteAll(STDOUT_FILENO,
+             absl::StrCat("[INFO] serving on ", socket, "\n",
+                          plugd::FormatHandshake(handshake), "\n",
+                          "{\"level\":\"warn\",\"msg\":\"json log\"}\n"));
+  } else if (g_mode == "stdout-binary") {
+    WriteAll(STDOUT_FILENO, std::string("log\x00\x01\xff\xfe binary\n", 15));
   } else if (g_mode == "flood") {
     const std::string line =
         "[INFO] flood: the quick brown fox jumps over the lazy dog\n";
@@ -195,8 +314,19 @@ int main(int argc, char** argv) {
   if (const char* g = std::getenv(plugd::kEnvShutdownGraceMs)) {
     absl::SimpleAtoi(g, &grace_ms);
   }
-  server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(grace_ms));
+  const auto deadline =
+      std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms);
+  if (g_shutdown_called) {
+    server->Shutdown(deadline);
+  } else {
+    // Stopped by a signal, with no call of ours in flight. Shutdown() also
+    // waits for every client connection to close after its GOAWAY, which an
+    // idle client may take seconds to do: close them (the SDKs do the same
+    // once no call is left).
+    std::thread stopper([&server, deadline] { server->Shutdown(deadline); });
+    grpc_server_cancel_all_calls(server->c_server());
+    stopper.join();
+  }
   server->Wait();
-  return 0;
+  return g_mode == "shutdown-exit-3" && g_shutdown_called ? 3 : 0;
 }

@@ -108,6 +108,11 @@ def main():
     socket = os.environ["PLUGD_SOCKET"]
     limit = int(os.environ.get("PLUGD_MAX_MESSAGE_BYTES") or 64 << 20)
     grace = int(os.environ.get("PLUGD_SHUTDOWN_GRACE_MS") or 5000) / 1000
+    # SIGTERM/SIGINT must reach the main thread (only it runs Python signal
+    # handlers, and a signal taken by a gRPC thread would not wake stop.wait):
+    # block them while gRPC starts its threads, which inherit the block.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
                          options=[("grpc.max_receive_message_length", limit),
                                   ("grpc.max_send_message_length", limit)])
@@ -120,6 +125,7 @@ def main():
     server.start()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     # 4. The handshake, only now, flushed.
     sys.stdout.write(f"1|{version}|unix|{socket}|grpc\n")
     sys.stdout.flush()

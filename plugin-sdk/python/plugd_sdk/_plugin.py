@@ -412,6 +412,13 @@ class Plugin:
             except Exception as e:
                 raise _SetupError(str(e)) from e
 
+        # SIGTERM/SIGINT must reach the main thread: a Python handler runs
+        # only there, and a signal the kernel hands to one of gRPC's threads
+        # would not wake the main thread's wait. gRPC's threads (all started
+        # from here on) inherit the block; the main thread lifts it once the
+        # server runs (a signal that came meanwhile is delivered then).
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers,
                                        thread_name_prefix="plugd"),
@@ -458,6 +465,7 @@ class Plugin:
         if port == 0:
             raise _SetupError(f"cannot listen on unix:{socket}")
         server.start()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         self._socket = socket
         # Listening: announce it, unbuffered.
         os.write(1, f"{CORE_PROTOCOL_VERSION}|{self.protocol_version}|unix|"
