@@ -92,6 +92,11 @@ struct Example {
   std::vector<std::string> command;
 };
 
+// Short names in ctest's list instead of the parameter's bytes.
+void PrintTo(const Example& example, std::ostream* os) {
+  *os << example.test_name;
+}
+
 class ExamplePluginTest : public ::testing::TestWithParam<Example> {};
 
 TEST_P(ExamplePluginTest, PassesEveryCheck) {
@@ -133,6 +138,10 @@ struct Broken {
   std::string reason_has;
 };
 
+void PrintTo(const Broken& broken, std::ostream* os) {
+  *os << broken.test_name;
+}
+
 class BrokenPluginTest : public ::testing::TestWithParam<Broken> {};
 
 TEST_P(BrokenPluginTest, FailsExactlyTheBrokenChecks) {
@@ -171,7 +180,7 @@ INSTANTIATE_TEST_SUITE_P(
         Broken{"python_crash_at_start",
                {Bin("plugd-py-crash-at-start")},
                AllBut({"cookie"}),
-               "refused to start"},
+               "exited with code 3"},
         Broken{"node_broken_handshake",
                {Bin("plugd-node-broken-handshake")},
                AllBut({}),
@@ -179,7 +188,7 @@ INSTANTIATE_TEST_SUITE_P(
         Broken{"node_crash_at_start",
                {Bin("plugd-node-crash-at-start")},
                AllBut({"cookie"}),
-               "refused to start"},
+               "exited with code 3"},
         Broken{"go_broken_handshake",
                {Bin("plugd-go-broken-handshake")},
                AllBut({}),
@@ -187,7 +196,7 @@ INSTANTIATE_TEST_SUITE_P(
         Broken{"go_crash_at_start",
                {Bin("plugd-go-crash-at-start")},
                AllBut({"cookie"}),
-               "refused to start"},
+               "exited with code 3"},
         // plugd-test-raw's modes.
         Broken{"raw_lax_ok",
                Raw("ok", /*strict=*/false),
@@ -196,7 +205,7 @@ INSTANTIATE_TEST_SUITE_P(
         Broken{"raw_garbage", Raw("garbage"), AllBut({"cookie"}),
                "hello world"},
         Broken{"raw_exit_early", Raw("exit-early"), AllBut({"cookie"}),
-               "refused to start"},
+               "fatal: config file missing"},
         Broken{"raw_bad_address",
                Raw("bad-address"),
                {"handshake", "health", "describe", "functions", "stdout-logs",

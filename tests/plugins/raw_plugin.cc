@@ -245,11 +245,6 @@ int main(int argc, char** argv) {
   ControlService control(app_version);
   FunctionsService functions;
   grpc::ServerBuilder builder;
-  // The sync server's idle threads wait on their completion queue for up to
-  // CQ_TIMEOUT_MSEC (10 s by default) before they notice a Shutdown() that
-  // no call woke them for (a SIGTERM with no call in flight): keep it short.
-  builder.SetSyncServerOption(
-      grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 50);
   builder.AddListeningPort(absl::StrCat("unix:", socket),
                            grpc::InsecureServerCredentials());
   builder.RegisterService(&health);
