@@ -5,19 +5,32 @@
 // break, with exit code 1. Plus the --json form, the human form and usage
 // errors. Each case is its own ctest entry (gtest_discover_tests), so they
 // run in parallel.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
+
+extern char** environ;
 
 namespace plugd::conform {
 namespace {
@@ -333,6 +346,77 @@ TEST(ConformTest, MissingCommandFailsEveryCheck) {
   EXPECT_EQ(run.failed.size(), kAllChecks.size());
   EXPECT_THAT(run.reasons["cookie"],
               HasSubstr("cannot run /nonexistent/plugd-nothing"));
+}
+
+// SIGTERM to the checker mid-check: it kills the plugin and everything the
+// plugin started (even in a session of its own) before it exits.
+TEST(ConformTest, InterruptedCheckerLeavesNothingBehind) {
+  char dir_template[] = "/tmp/conform-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string fifo = dir + "/up";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // Non-blocking, so open() does not wait for a writer; poll() reports
+  // nothing until one has written.
+  const int fd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  // The "plugin" starts a helper that leaves its session, reports both
+  // pids, and hangs (it never checks the cookie).
+  const std::string script =
+      "setsid sleep 600 & echo $$ $! > " + fifo + "; exec sleep 600";
+  std::vector<std::string> argv = {Bin("plugd-conform"),
+                                   "--only=cookie",
+                                   "--timeout=60s",
+                                   "--",
+                                   "/bin/sh",
+                                   "-c",
+                                   script};
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  pid_t checker = -1;
+  ASSERT_EQ(
+      posix_spawn(&checker, args[0], &actions, nullptr, args.data(), environ),
+      0);
+  posix_spawn_file_actions_destroy(&actions);
+
+  // Wait (hang guard 60 s) for the line with the two pids.
+  std::string line;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (line.find('\n') == std::string::npos && absl::Now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    const int n = ::poll(
+        &p, 1,
+        static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now())));
+    if (n <= 0) break;
+    char buf[128];
+    const ssize_t got = ::read(fd, buf, sizeof(buf));
+    if (got > 0) line.append(buf, static_cast<size_t>(got));
+  }
+  ::close(fd);
+  pid_t plugin = 0, helper = 0;
+  std::vector<std::string> pids =
+      absl::StrSplit(absl::StripAsciiWhitespace(line), ' ');
+  ASSERT_EQ(pids.size(), 2u) << line;
+  ASSERT_TRUE(absl::SimpleAtoi(pids[0], &plugin));
+  ASSERT_TRUE(absl::SimpleAtoi(pids[1], &helper));
+  EXPECT_TRUE(plugd::testing::PidAlive(helper));
+
+  ASSERT_EQ(::kill(checker, SIGTERM), 0);
+  ASSERT_TRUE(plugd::testing::WaitForPidGone(checker, absl::Seconds(30)));
+  int status = 0;
+  ASSERT_EQ(::waitpid(checker, &status, 0), checker);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
+  // Both were SIGKILLed before the checker exited (zombies count as gone).
+  EXPECT_TRUE(plugd::testing::WaitForPidGone(plugin, absl::Seconds(5)));
+  EXPECT_TRUE(plugd::testing::WaitForPidGone(helper, absl::Seconds(5)));
+  ::unlink(fifo.c_str());
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace
