@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include <grp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 #include <set>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "plugd/broker/admin.h"
 #include "plugd/broker/config.h"
@@ -63,6 +65,36 @@ void Notify(const std::string& state) {
          reinterpret_cast<sockaddr*>(&addr),
          static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
   close(fd);
+}
+
+// The admin API's access from the config's admin_group: a group name or a
+// numeric gid. INVALID_ARGUMENT naming the key for an unknown group.
+absl::StatusOr<AdminAccess> AdminAccessFromConfig(
+    const v1::BrokerConfig& config) {
+  AdminAccess access;
+  const std::string& text = config.admin_group();
+  if (text.empty()) return access;
+  struct group entry;
+  struct group* found = nullptr;
+  std::vector<char> buffer(16384);
+  gid_t gid = 0;
+  if (absl::SimpleAtoi(text, &gid)) {
+    getgrgid_r(gid, &entry, buffer.data(), buffer.size(), &found);
+    access.group = gid;
+    access.group_name = found != nullptr ? found->gr_name : text;
+    return access;
+  }
+  const int err =
+      getgrnam_r(text.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  if (found == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "admin_group: no group named \"", text, "\"",
+        err != 0 ? absl::StrCat(" (", strerror(err), ")") : "",
+        "; name an existing group (getent group NAME) or give a numeric gid"));
+  }
+  access.group = found->gr_gid;
+  access.group_name = found->gr_name;
+  return access;
 }
 
 struct Args {
@@ -124,9 +156,19 @@ class Daemon {
       std::cerr << "plugd: " << args_.config << ": " << s.message() << "\n";
       return 2;
     }
+    absl::StatusOr<AdminAccess> access = AdminAccessFromConfig(*config);
+    if (!access.ok()) {
+      std::cerr << "plugd: " << args_.config << ": "
+                << access.status().message() << "\n";
+      return 2;
+    }
     if (args_.check) {
       std::cout << args_.config << ": OK, " << specs.size()
-                << " plugin(s); admin " << config->admin() << "\n";
+                << " plugin(s); admin " << config->admin();
+      if (access->group) {
+        std::cout << " (also for group " << access->group_name << ")";
+      }
+      std::cout << "\n";
       return 0;
     }
     if (absl::Status s = MakePrivateDir(config->socket_dir()); !s.ok()) {
@@ -144,7 +186,7 @@ class Daemon {
     supervisor_ = std::make_unique<Supervisor>(std::move(options));
 
     absl::StatusOr<std::unique_ptr<AdminServer>> admin =
-        AdminServer::Start(*supervisor_, config->admin());
+        AdminServer::Start(*supervisor_, config->admin(), *access);
     if (!admin.ok()) {
       std::cerr << "plugd: " << admin.status().message() << "\n";
       supervisor_.reset();
@@ -160,6 +202,7 @@ class Daemon {
       if (!added.ok()) PLUGD_LOG(ERROR) << added.message();
     }
     socket_dir_ = config->socket_dir();
+    admin_group_ = config->admin_group();
     Notify("READY=1\nSTATUS=supervising plugins");
     int code = WaitForSignals();
     Notify("STOPPING=1");
@@ -250,6 +293,11 @@ class Daemon {
         if (again.ok()) spec = *again;
       }
     }
+    if (config->admin_group() != admin_group_) {
+      PLUGD_LOG(WARNING) << "reload: admin_group changes take effect at the "
+                            "next start of plugd; keeping \""
+                         << admin_group_ << "\"";
+    }
     ApplyLogLevel(*config);
     int added = 0, removed = 0, changed = 0;
     std::set<std::string> current;
@@ -295,6 +343,7 @@ class Daemon {
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<AdminServer> admin_;
   std::string socket_dir_;
+  std::string admin_group_;
 };
 
 }  // namespace

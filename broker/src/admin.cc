@@ -22,6 +22,7 @@
 #include "plugd/broker/socket.h"
 #include "plugd/common/channel.h"
 #include "plugd/common/log.h"
+#include "plugd/common/peer_auth.h"
 #include "plugd/common/protocol.h"
 #include "plugd/common/status.h"
 #include "plugd/v1/broker.grpc.pb.h"
@@ -431,9 +432,18 @@ class AdminServer::Service : public v1::Broker::CallbackService {
 };
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
-    Supervisor& supervisor, const std::string& address) {
+    Supervisor& supervisor, const std::string& address, AdminAccess access) {
   PLUGD_ASSIGN_OR_RETURN(std::string path, AdminSocketPath(address));
   const std::string dir = path.substr(0, path.find_last_of('/'));
+  // Owner-only, or reachable by the admin group's members too.
+  const mode_t dir_mode = access.group ? 0710 : 0700;
+  const mode_t socket_mode = access.group ? 0660 : 0600;
+  const std::string group_text =
+      access.group ? (access.group_name.empty()
+                          ? absl::StrCat("gid ", *access.group)
+                          : absl::StrCat(access.group_name, " (gid ",
+                                         *access.group, ")"))
+                   : "";
   struct stat st;
   if (!dir.empty() && ::stat(dir.c_str(), &st) != 0) {
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -441,15 +451,28 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
           absl::StrCat("cannot create the admin socket directory ", dir, ": ",
                        std::strerror(errno)));
     }
-  } else if (!dir.empty()) {
-    if (!S_ISDIR(st.st_mode)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(dir, " (for the admin socket) is not a directory"));
+    if (::stat(dir.c_str(), &st) != 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot stat the admin socket directory ", dir, ": ",
+                       std::strerror(errno)));
     }
-    if (st.st_uid == ::geteuid() && (st.st_mode & 0077) != 0 &&
-        ::chmod(dir.c_str(), 0700) != 0) {
+  } else if (!dir.empty() && !S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " (for the admin socket) is not a directory"));
+  }
+  if (!dir.empty() && st.st_uid == ::geteuid()) {
+    if (access.group && st.st_gid != *access.group &&
+        ::chown(dir.c_str(), static_cast<uid_t>(-1), *access.group) != 0) {
       return absl::PermissionDeniedError(absl::StrCat(
-          "cannot make ", dir, " private (mode 0700): ", std::strerror(errno)));
+          "cannot give the admin socket directory ", dir, " to admin_group ",
+          group_text, ": ", std::strerror(errno),
+          " (the broker's user must be root or a member of the group)"));
+    }
+    if ((st.st_mode & 07777) != dir_mode &&
+        ::chmod(dir.c_str(), dir_mode) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "cannot set the mode of ", dir, " to 0", access.group ? "710" : "700",
+          ": ", std::strerror(errno)));
     }
   }
   absl::Status prepared = PrepareSocketPath(path);
@@ -461,32 +484,63 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
   }
   PLUGD_RETURN_IF_ERROR(prepared);
 
+  // The broker owns the listening socket, so that every connection's peer
+  // credentials are checked before gRPC gets it (docs/security.md).
+  PeerPolicy policy;
+  policy.what = absl::StrCat("the plugd admin API at ", path);
+  policy.uids.push_back({::geteuid(), "the broker's"});
+  policy.group = access.group;
+  policy.group_name = group_text;
+  policy.how_to_allow =
+      !access.how_to_allow.empty()
+          ? access.how_to_allow
+          : "to allow another user, set admin_group in the plugd config to a "
+            "group of that user and restart plugd (docs/security.md)";
+  absl::StatusOr<std::unique_ptr<PeerCheckedListener>> listening =
+      PeerCheckedListener::Listen(path, std::move(policy), socket_mode);
+  if (!listening.ok()) return Annotate(listening.status(), "admin socket");
+  std::unique_ptr<PeerCheckedListener> listener = *std::move(listening);
+  if (access.group &&
+      ::chown(path.c_str(), static_cast<uid_t>(-1), *access.group) != 0) {
+    const int err = errno;
+    listener.reset();
+    ::unlink(path.c_str());
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot give the admin socket ", path, " to admin_group ", group_text,
+        ": ", std::strerror(err),
+        " (the broker's user must be root or a member of the group)"));
+  }
+
   auto service = std::make_unique<Service>(supervisor);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat("unix:", path),
-                           grpc::InsecureServerCredentials());
   builder.RegisterService(service.get());
-  // The socket is created with the process umask: make it owner-only from
-  // the start, then chmod to be explicit.
-  const mode_t old_mask = ::umask(0077);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ::umask(old_mask);
   if (server == nullptr) {
+    listener.reset();
+    ::unlink(path.c_str());
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on the admin socket ", path));
+        absl::StrCat("cannot start the admin server for ", path));
   }
-  ::chmod(path.c_str(), 0600);
+  if (absl::Status started = listener->Start(server.get()); !started.ok()) {
+    listener.reset();
+    server->Shutdown();
+    server->Wait();
+    ::unlink(path.c_str());
+    return started;
+  }
   return std::unique_ptr<AdminServer>(
       new AdminServer(absl::StrCat("unix:", path), path, std::move(service),
-                      std::move(server)));
+                      std::move(listener), std::move(server)));
 }
 
 AdminServer::AdminServer(std::string address, std::string path,
                          std::unique_ptr<Service> service,
+                         std::unique_ptr<PeerCheckedListener> listener,
                          std::unique_ptr<grpc::Server> server)
     : address_(std::move(address)),
       path_(std::move(path)),
       service_(std::move(service)),
+      listener_(std::move(listener)),
       server_(std::move(server)) {}
 
 AdminServer::~AdminServer() { Shutdown(); }
@@ -495,6 +549,7 @@ void AdminServer::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   service_->CloseStreams();
+  listener_->Stop();  // no new connections for a server shutting down
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server_->Wait();
   ::unlink(path_.c_str());

@@ -386,6 +386,9 @@ std::vector<std::string> BuildEnvironment(const LaunchOptions& options) {
     env[kEnvProtocolVersions] = FormatVersionList(options.protocol_versions);
   }
   env[kEnvPluginName] = options.name;
+  // Who the plugin lets connect besides its own uid and root: the broker
+  // or host that launched it (docs/security.md).
+  env[kEnvLauncherUid] = absl::StrCat(geteuid());
   env[kEnvMaxMessageBytes] = absl::StrCat(options.max_message_bytes);
   env[kEnvShutdownGraceMs] =
       absl::StrCat(absl::ToInt64Milliseconds(options.stop_grace));

@@ -449,8 +449,11 @@ absl::Status Host::EnsureSupervisor() {
 absl::Status Host::StartAdmin(const std::string& address) {
   absl::MutexLock lock(&mu_);
   PLUGD_RETURN_IF_ERROR(EnsureSupervisor());
-  PLUGD_ASSIGN_OR_RETURN(admin_,
-                         broker::AdminServer::Start(*supervisor_, address));
+  broker::AdminAccess access;
+  access.how_to_allow =
+      "run the client as the host's user or as root (docs/security.md)";
+  PLUGD_ASSIGN_OR_RETURN(
+      admin_, broker::AdminServer::Start(*supervisor_, address, access));
   return absl::OkStatus();
 }
 

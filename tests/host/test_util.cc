@@ -182,6 +182,14 @@ void Child::Kill() {
   pid_ = -1;
 }
 
+int Child::Wait() {
+  if (pid_ <= 0) return -1;
+  int status = -1;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return status;
+}
+
 bool Child::ReadLine(std::string* line, absl::Duration timeout) {
   absl::Time deadline = absl::Now() + timeout;
   for (;;) {

@@ -44,6 +44,9 @@ class Child {
   bool ReadLine(std::string* line, absl::Duration timeout);
   // SIGKILL and reap.
   void Kill();
+  // Reaps the child once it has exited (blocks); its waitpid status, or -1
+  // when it was already reaped.
+  int Wait();
 
  private:
   pid_t pid_ = -1;

@@ -47,6 +47,11 @@ inline constexpr char kEnvMaxMessageBytes[] = "PLUGD_MAX_MESSAGE_BYTES";
 // after a shutdown request before it cancels them (decimal).
 inline constexpr char kEnvShutdownGraceMs[] = "PLUGD_SHUTDOWN_GRACE_MS";
 
+// The launcher's effective uid (decimal). Optional: a plugin accepts
+// connections only from its own uid, root, and this uid; without it, only
+// from its own uid and root (docs/security.md).
+inline constexpr char kEnvLauncherUid[] = "PLUGD_LAUNCHER_UID";
+
 // Default for kEnvMaxMessageBytes on both sides: 64 MiB.
 inline constexpr int64_t kDefaultMaxMessageBytes = 64 << 20;
 

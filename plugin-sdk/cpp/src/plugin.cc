@@ -32,6 +32,7 @@
 #include "goplugin/grpc_controller.grpc.pb.h"
 #include "health_service.h"
 #include "plugd/common/log.h"
+#include "plugd/common/peer_auth.h"
 #include "plugd/common/protocol.h"
 #include "plugd/common/status.h"
 #include "plugd/v1/plugin.grpc.pb.h"
@@ -196,6 +197,29 @@ absl::StatusOr<uint32_t> NegotiateGoPluginVersion(
                      << lowest << " as go-plugin plugins do, so that the "
                      << "go-plugin host reports the mismatch";
   return lowest;
+}
+
+// Who may connect to the plugin: its own effective uid, root, and the
+// launcher's uid from PLUGD_LAUNCHER_UID when set (docs/security.md).
+absl::StatusOr<plugd::PeerPolicy> ConnectPolicy(const PluginInfo& info) {
+  plugd::PeerPolicy policy;
+  policy.what = absl::StrCat("plugin ", info.name);
+  policy.uids.push_back({geteuid(), "the plugin's own"});
+  const char* launcher = std::getenv(plugd::kEnvLauncherUid);
+  if (launcher != nullptr && *launcher != '\0') {
+    uint32_t uid = 0;
+    if (!absl::SimpleAtoi(launcher, &uid) || uid == static_cast<uint32_t>(-1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          plugd::kEnvLauncherUid, "=", plugd::QuoteForMessage(launcher),
+          " is not a uid; the launcher must set it to its effective uid "
+          "(a decimal number) or leave it unset"));
+    }
+    if (uid != geteuid()) policy.uids.push_back({uid, "its launcher's"});
+  }
+  policy.how_to_allow =
+      "call it through the plugd broker or host that launched it "
+      "(docs/security.md)";
+  return policy;
 }
 
 // Records the full names of the services a server registered: a
@@ -657,6 +681,9 @@ int Plugin::Serve() {
       plugd::kEnvShutdownGraceMs, 5000, 0, int64_t{24} * 3600 * 1000);
   if (!grace_ms.ok()) return fail(grace_ms.status().message());
 
+  absl::StatusOr<plugd::PeerPolicy> policy = internal::ConnectPolicy(info_);
+  if (!policy.ok()) return fail(policy.status().message());
+
   for (auto& hook : start_hooks_) {
     absl::Status status;
     try {
@@ -683,9 +710,16 @@ int Plugin::Serve() {
   internal::GoPluginControllerService go_plugin_controller(runtime_.get());
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // The plugin owns the listening socket: every connection's peer uid is
+  // checked before gRPC gets it (docs/security.md).
+  absl::StatusOr<std::unique_ptr<plugd::PeerCheckedListener>> listening =
+      plugd::PeerCheckedListener::Listen(socket_path, *std::move(policy), 0600);
+  if (!listening.ok()) {
+    return fail(absl::StrCat("could not serve on unix:", socket_path, ": ",
+                             listening.status().message()));
+  }
+  std::unique_ptr<plugd::PeerCheckedListener> listener = *std::move(listening);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + socket_path,
-                           grpc::InsecureServerCredentials());
   builder.SetMaxReceiveMessageSize(static_cast<int>(*max_message));
   builder.SetMaxSendMessageSize(static_cast<int>(*max_message));
   builder.RegisterService(&runtime_->health);
@@ -711,9 +745,17 @@ int Plugin::Serve() {
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
+    listener.reset();
+    unlink(socket_path.c_str());
     return fail(absl::StrCat("could not serve on unix:", socket_path,
-                             " (is the directory there and writable, and "
-                             "is every service registered only once?)"));
+                             " (is every service registered only once?)"));
+  }
+  if (absl::Status started = listener->Start(server.get()); !started.ok()) {
+    listener.reset();
+    server->Shutdown();
+    server->Wait();
+    unlink(socket_path.c_str());
+    return fail(started.message());
   }
 
   const std::string handshake =
@@ -747,6 +789,7 @@ int Plugin::Serve() {
   // to close after its GOAWAY, which an idle gRPC client may take seconds to
   // acknowledge (it reads an idle connection only on its backup poll), so
   // once no call is left we close the connections ourselves.
+  listener->Stop();  // no new connections for a server shutting down
   const absl::Time deadline = absl::Now() + absl::Milliseconds(*grace_ms);
   std::thread stopper(
       [&server, deadline] { server->Shutdown(absl::ToChronoTime(deadline)); });

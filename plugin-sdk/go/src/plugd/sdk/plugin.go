@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -201,6 +200,7 @@ type launchEnv struct {
 	maxBytes int
 	grace    time.Duration
 	name     string
+	policy   peerPolicy // who may connect
 }
 
 func envInt(getenv func(string) string, name string, def int) (int, error) {
@@ -287,6 +287,9 @@ func (p *Plugin) readEnv(getenv func(string) string) (launchEnv, error) {
 	}
 	env.grace = time.Duration(graceMs) * time.Millisecond
 	env.name = getenv("PLUGD_PLUGIN_NAME")
+	if env.policy, err = connectPolicy(p.name, getenv("PLUGD_LAUNCHER_UID")); err != nil {
+		return env, err
+	}
 	return env, nil
 }
 
@@ -333,7 +336,9 @@ func (p *Plugin) serve(getenv func(string) string, stdout, stderr io.Writer) int
 	if err := os.Remove(env.socket); err != nil && !os.IsNotExist(err) {
 		return fail(fmt.Errorf("cannot remove the stale socket %s: %v", env.socket, err))
 	}
-	listener, err := net.Listen("unix", env.socket)
+	// Only the plugin's own uid, root and the launcher's may connect
+	// (peercred.go, docs/security.md).
+	listener, err := listenChecked(env.socket, env.policy)
 	if err != nil {
 		return fail(fmt.Errorf("cannot listen on unix:%s: %v", env.socket, err))
 	}
