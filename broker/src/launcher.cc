@@ -189,8 +189,9 @@ bp::error_code ChildFailure(const char* step) {
 // One setrlimit to apply in the child.
 struct ChildLimit {
   int resource;
-  rlim_t value;
+  rlim_t value;      // the soft limit
   const char* step;  // for ChildFailure
+  rlim_t hard = 0;   // 0: the same as `value`
 };
 
 // The Boost.Process initializer that prepares the child between fork and
@@ -240,7 +241,9 @@ struct ChildSetup {
       return bp::error_code(errno, bp::system_category());
     }
     for (size_t i = 0; i < limit_count; ++i) {
-      struct rlimit limit = {limits[i].value, limits[i].value};
+      struct rlimit limit = {limits[i].value, limits[i].hard != 0
+                                                  ? limits[i].hard
+                                                  : limits[i].value};
       if (::setrlimit(limits[i].resource, &limit) != 0) {
         return ChildFailure(limits[i].step);
       }
@@ -816,8 +819,12 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
                         "setrlimit(RLIMIT_NOFILE)"});
     }
     if (l.cpu_seconds) {
+      // The hard limit one second later: with soft == hard the kernel
+      // sends SIGKILL at once; this way the plugin gets SIGXCPU (which kills
+      // it unless handled, and says why), and SIGKILL a second later.
       limits.push_back({RLIMIT_CPU, static_cast<rlim_t>(*l.cpu_seconds),
-                        "setrlimit(RLIMIT_CPU)"});
+                        "setrlimit(RLIMIT_CPU)",
+                        static_cast<rlim_t>(*l.cpu_seconds + 1)});
     }
     if (l.processes) {
       limits.push_back({RLIMIT_NPROC, static_cast<rlim_t>(*l.processes),

@@ -675,7 +675,9 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     e.health_channel.reset();
     e.unhealthy_timer->cancel();
     std::string why;
-    if (!e.spec.launch.limits.empty() && !e.stopping) {
+    // Not when the broker killed it (a stop, a liveness or health restart):
+    // a SIGKILL then says nothing about limits.
+    if (!e.spec.launch.limits.empty() && !e.stopping && !e.forced_restart) {
       std::vector<std::string> last;
       for (const OutputLine& line : e.logs->Tail(20)) {
         last.push_back(line.text);

@@ -300,7 +300,7 @@ TEST_F(ExecGuardTest, LimitsAreSetInTheChild) {
   };
   EXPECT_EQ(row("Max address space"), "3221225472 3221225472") << limits;
   EXPECT_EQ(row("Max open files"), "123 123") << limits;
-  EXPECT_EQ(row("Max cpu time"), "600 600") << limits;
+  EXPECT_EQ(row("Max cpu time"), "600 601") << limits;  // SIGKILL 1 s later
   EXPECT_EQ(row("Max processes"), "4321 4321") << limits;
 }
 

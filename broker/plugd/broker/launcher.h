@@ -72,7 +72,8 @@ struct GoPluginOptions {
   uint32_t max_port = kGoPluginDefaultMaxPort;
 };
 
-// Resource limits (setrlimit, soft = hard, so the plugin cannot raise them)
+// Resource limits (setrlimit, soft = hard, so the plugin cannot raise them;
+// except RLIMIT_CPU, whose hard limit is one second above the soft one)
 // applied in the plugin's process before exec; inherited by what it forks.
 // Unset fields keep the launcher's own limits. docs/security.md, "What may
 // run", says what each one does to a plugin that reaches it.
@@ -87,7 +88,8 @@ struct ResourceLimits {
   // Must be > 0; gRPC needs a few dozen.
   std::optional<uint64_t> open_files;
   // RLIMIT_CPU, seconds of CPU time (user + system). On reaching it the
-  // plugin gets SIGXCPU, which kills it. Must be > 0.
+  // plugin gets SIGXCPU, which kills it (unless handled: then SIGKILL one
+  // second later, the hard limit). Must be > 0.
   std::optional<uint64_t> cpu_seconds;
   // RLIMIT_NPROC: processes *and threads* of the plugin's real user id, all
   // of that user's processes counted, not only this plugin's. Ignored for
