@@ -48,6 +48,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/message.h"
+#include "plugd/common/exec_policy.h"
 #include "plugd/common/log.h"
 #include "plugd/common/protocol.h"
 #include "plugd/common/status.h"
@@ -1007,6 +1008,60 @@ absl::Status Loader::ValidatePlugin(const std::string& path,
       }
     }
   }
+  if (!plugin->sha256().empty()) {
+    absl::StatusOr<std::string> pin = ParseSha256Pin(plugin->sha256());
+    if (!pin.ok()) return ErrorAt(path + ".sha256", pin.status().message());
+  }
+  if (plugin->has_limits()) {
+    const std::string limits_path = path + ".limits";
+    const v1::LimitsConfig& limits = plugin->limits();
+    if (Written(limits_path + ".address_space")) {
+      absl::StatusOr<uint64_t> bytes = ParseByteSize(limits.address_space());
+      if (!bytes.ok()) {
+        return ErrorAt(limits_path + ".address_space",
+                       bytes.status().message());
+      }
+      if (*bytes == 0) {
+        return ErrorAt(limits_path + ".address_space",
+                       "must be more than 0 bytes (leave it out for no "
+                       "limit)");
+      }
+    }
+    for (const char* key : {"open_files", "cpu_seconds", "processes"}) {
+      const std::string key_path = absl::StrCat(limits_path, ".", key);
+      const FieldDescriptor* field =
+          v1::LimitsConfig::descriptor()->FindFieldByName(key);
+      if (Written(key_path) &&
+          limits.GetReflection()->GetUInt64(limits, field) == 0) {
+        return ErrorAt(key_path,
+                       "must be at least 1 (leave it out for no "
+                       "limit)");
+      }
+    }
+  }
+  if (!plugin->group().empty() && plugin->user().empty()) {
+    return ErrorAt(path + ".group",
+                   "group needs user: name the user the plugin runs as too");
+  }
+  if (!plugin->user().empty()) {
+    const std::string user_path = path + ".user";
+    if (::geteuid() != 0) {
+      return ErrorAt(
+          user_path,
+          absl::StrCat("running a plugin as another user needs plugd to run "
+                       "as root, but it runs as uid ",
+                       ::geteuid(),
+                       "; remove user/group or run plugd as root"));
+    }
+    absl::StatusOr<RunAs> ids = LookUpRunAs(plugin->user(), plugin->group());
+    if (!ids.ok()) {
+      const bool group_problem =
+          !plugin->group().empty() &&
+          absl::StrContains(ids.status().message(), "group");
+      return ErrorAt(group_problem ? path + ".group" : user_path,
+                     ids.status().message());
+    }
+  }
   // A zero here would make the broker give up at once or spin.
   for (const char* key : {"start_timeout", "restart_window", "health_interval",
                           "unhealthy_timeout", "liveness_timeout"}) {
@@ -1197,6 +1252,8 @@ void ApplyDefaults(v1::BrokerConfig* config) {
     if (plugin.log_line_bytes() == 0) plugin.set_log_line_bytes(16384);
     if (!plugin.has_log_rate_bytes()) plugin.set_log_rate_bytes(262144);
     if (!plugin.has_autostart()) plugin.set_autostart(true);
+    if (!plugin.has_inherit_environment())
+      plugin.set_inherit_environment(false);
     if (plugin.has_go_plugin()) {
       v1::GoPluginConfig* go = plugin.mutable_go_plugin();
       if (go->min_port() == 0) go->set_min_port(kGoPluginDefaultMinPort);

@@ -20,6 +20,7 @@
 #include "plugd/broker/admin.h"
 #include "plugd/broker/config.h"
 #include "plugd/broker/reaper.h"
+#include "plugd/common/exec_policy.h"
 #include "plugd/common/log.h"
 #include "plugd/common/protocol.h"
 #include "plugd/common/status.h"
@@ -366,6 +367,32 @@ absl::StatusOr<SupervisedPluginSpec> SpecFromConfig(
   launch.stop_grace = FromProto(config.stop_timeout());
   launch.max_message_bytes = config.max_message_bytes();
   launch.output.max_line_bytes = config.log_line_bytes();
+  // Unset means false: the plugin gets only what the config passes.
+  launch.inherit_environment = config.inherit_environment();
+  launch.executable_sha256 = config.sha256();
+  if (config.has_limits()) {
+    const v1::LimitsConfig& limits = config.limits();
+    if (!limits.address_space().empty()) {
+      absl::StatusOr<uint64_t> bytes = ParseByteSize(limits.address_space());
+      if (!bytes.ok()) {
+        return Annotate(bytes.status(), absl::StrCat("plugin ", config.name(),
+                                                     ": limits.address_space"));
+      }
+      launch.limits.address_space_bytes = *bytes;
+    }
+    if (limits.open_files() > 0) launch.limits.open_files = limits.open_files();
+    if (limits.cpu_seconds() > 0) {
+      launch.limits.cpu_seconds = limits.cpu_seconds();
+    }
+    if (limits.processes() > 0) launch.limits.processes = limits.processes();
+  }
+  if (!config.user().empty()) {
+    absl::StatusOr<RunAs> run_as = LookUpRunAs(config.user(), config.group());
+    if (!run_as.ok()) {
+      return Annotate(run_as.status(), absl::StrCat("plugin ", config.name()));
+    }
+    launch.run_as = *std::move(run_as);
+  }
   if (config.has_go_plugin()) {
     GoPluginOptions go;
     go.magic_cookie_key = config.go_plugin().magic_cookie_key();

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -26,13 +27,16 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "goplugin/grpc_controller.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "plugd/broker/launcher_testing.h"
 #include "plugd/broker/socket.h"
+#include "plugd/common/exec_policy.h"
 #include "plugd/common/log.h"
 #include "plugd/common/status.h"
 #include "plugd/v1/plugin.grpc.pb.h"
@@ -41,6 +45,20 @@
 extern char** environ;
 
 namespace plugd::broker {
+namespace internal {
+namespace {
+std::function<void(const LaunchOptions&)>& AfterExecutableVerifiedHook() {
+  static auto* hook = new std::function<void(const LaunchOptions&)>();
+  return *hook;
+}
+}  // namespace
+
+void SetAfterExecutableVerifiedForTesting(
+    std::function<void(const LaunchOptions&)> hook) {
+  AfterExecutableVerifiedHook() = std::move(hook);
+}
+}  // namespace internal
+
 namespace {
 
 namespace asio = boost::asio;
@@ -64,6 +82,14 @@ constexpr size_t kMaxEarlyStdoutBytes = 4096;
 // go-plugin names its socket $TMPDIR/plugin<random uint32>: at most 16 bytes
 // after the directory and its slash.
 constexpr size_t kGoPluginSocketNameBytes = 16;
+// The socket a plugd plugin running as another user listens on, in its own
+// directory (see MakeRunDir).
+constexpr char kRunDirSocketName[] = "plugin.sock";
+// Where run-as plugins get their socket directories: a directory every user
+// can search (the launcher's own socket directory is private).
+constexpr char kRunDirBase[] = "/tmp";
+// mkdtemp's "/plugd-u<uid>.XXXXXX": at most 30 bytes after the base.
+constexpr size_t kRunDirNameBytes = 30;
 // What go-plugin's plugin.Serve prints when the cookie does not match.
 constexpr char kGoPluginCookieRefusal[] = "This binary is a plugin";
 
@@ -146,6 +172,28 @@ void CloseOnExecFrom3() {
   }
 }
 
+// Writes "plugd launcher: <step>" to the child's stderr (the plugin's stderr
+// pipe, which the launcher reads when the start fails) and returns the errno
+// of the failed step. Async-signal-safe; keeps errno (Boost reports it).
+bp::error_code ChildFailure(const char* step) {
+  const int err = errno;
+  constexpr char kPrefix[] = "plugd launcher: ";
+  ssize_t ignored = ::write(STDERR_FILENO, kPrefix, sizeof(kPrefix) - 1);
+  ignored = ::write(STDERR_FILENO, step, ::strlen(step));
+  ignored = ::write(STDERR_FILENO, "\n", 1);
+  (void)ignored;
+  errno = err;
+  return bp::error_code(err, bp::system_category());
+}
+
+// One setrlimit to apply in the child.
+struct ChildLimit {
+  int resource;
+  rlim_t value;      // the soft limit
+  const char* step;  // for ChildFailure
+  rlim_t hard = 0;   // 0: the same as `value`
+};
+
 // The Boost.Process initializer that prepares the child between fork and
 // exec. Only async-signal-safe calls: the host may be multi-threaded.
 struct ChildSetup {
@@ -154,10 +202,26 @@ struct ChildSetup {
   int stdout_fd;
   int stderr_fd;
   const char* working_dir;  // nullptr: keep the launcher's
+  // Resource limits, applied before the user changes.
+  const ChildLimit* limits = nullptr;
+  size_t limit_count = 0;
+  // Run as another user: set when run_as.
+  bool change_ids = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  const gid_t* groups = nullptr;
+  size_t group_count = 0;
+  // >= 0: execute this descriptor (the hashed executable) with execveat
+  // instead of letting Boost exec the path; `envp` is the environment.
+  int exec_fd = -1;
+  // The descriptor is a `#!` script: keep it open across exec, the
+  // interpreter reads the script from /dev/fd/<exec_fd>.
+  bool exec_fd_is_script = false;
+  const char* const* envp = nullptr;
 
   bp::error_code on_exec_setup(bp::posix::default_launcher&,
                                const bp::filesystem::path&,
-                               const char* const*) {
+                               const char* const* argv) {
     // Own process group (pgid == pid), so the whole plugin can be signalled.
     ::setpgid(0, 0);
     // Die with the launcher's loop thread...
@@ -176,13 +240,44 @@ struct ChildSetup {
         ::dup2(stderr_fd, STDERR_FILENO) < 0) {
       return bp::error_code(errno, bp::system_category());
     }
+    for (size_t i = 0; i < limit_count; ++i) {
+      struct rlimit limit = {limits[i].value, limits[i].hard != 0
+                                                  ? limits[i].hard
+                                                  : limits[i].value};
+      if (::setrlimit(limits[i].resource, &limit) != 0) {
+        return ChildFailure(limits[i].step);
+      }
+    }
+    if (change_ids) {
+      // Raw system calls: they change this (only) thread's credentials,
+      // without glibc's all-threads broadcast machinery.
+      if (::syscall(SYS_setgroups, group_count, groups) != 0) {
+        return ChildFailure("setgroups");
+      }
+      if (::syscall(SYS_setresgid, gid, gid, gid) != 0) {
+        return ChildFailure("setresgid");
+      }
+      if (::syscall(SYS_setresuid, uid, uid, uid) != 0) {
+        return ChildFailure("setresuid");
+      }
+      // A credential change clears the parent-death signal: set it again.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent_pid) ::_exit(1);
+    }
+    // After the user change, so the plugin's user must be allowed in.
     if (working_dir != nullptr && ::chdir(working_dir) != 0) {
-      return bp::error_code(errno, bp::system_category());
+      return ChildFailure("chdir to the working directory");
     }
     // No descriptor of the host leaks into the plugin (Boost 1.81's own
     // close_all skips the range below its error pipe).
     CloseOnExecFrom3();
-    return bp::error_code();
+    if (exec_fd < 0) return bp::error_code();  // Boost execs the path.
+    if (exec_fd_is_script && ::fcntl(exec_fd, F_SETFD, 0) != 0) {
+      return ChildFailure("keeping the script descriptor open");
+    }
+    // The very file that was hashed. Returns only on failure.
+    ::syscall(SYS_execveat, exec_fd, "", argv, envp, AT_EMPTY_PATH);
+    return ChildFailure("execveat of the verified executable");
   }
 
   // Boost 1.81 probes on_exec_error with one signature and calls it with
@@ -248,10 +343,12 @@ absl::StatusOr<std::string> ResolveExecutable(const LaunchOptions& options) {
   auto env_path = options.env.find("PATH");
   if (env_path != options.env.end()) {
     search_path = env_path->second;
+  } else if (!options.inherit_environment) {
+    search_path = kMinimalPath;  // the PATH the plugin gets
   } else if (const char* p = std::getenv("PATH")) {
     search_path = p;
   } else {
-    search_path = "/usr/local/bin:/usr/bin:/bin";
+    search_path = kMinimalPath;
   }
   for (absl::string_view dir : absl::StrSplit(search_path, ':')) {
     std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", program);
@@ -350,19 +447,182 @@ absl::Status ValidateOptions(const LaunchOptions& options) {
       return invalid(absl::StrCat("env key ", Quote(key), " is not valid"));
     }
   }
+  if (!options.executable_sha256.empty()) {
+    absl::StatusOr<std::string> pin = ParseSha256Pin(options.executable_sha256);
+    if (!pin.ok()) {
+      return invalid(
+          absl::StrCat("executable_sha256: ", pin.status().message()));
+    }
+  }
+  const ResourceLimits& limits = options.limits;
+  for (const auto& [value, name] :
+       {std::make_pair(limits.address_space_bytes, "address_space_bytes"),
+        std::make_pair(limits.open_files, "open_files"),
+        std::make_pair(limits.cpu_seconds, "cpu_seconds"),
+        std::make_pair(limits.processes, "processes")}) {
+    if (value && (*value == 0 || *value >= RLIM_INFINITY)) {
+      return invalid(absl::StrCat("limits.", name, " is ", *value,
+                                  "; it must be at least 1 (leave it unset "
+                                  "for no limit)"));
+    }
+  }
+  if (options.run_as) {
+    if (::geteuid() != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "plugin ", options.name, ": launch options: run_as (",
+          options.run_as->description.empty()
+              ? absl::StrCat("uid ", options.run_as->uid)
+              : options.run_as->description,
+          ") needs the launcher to run as root, but it runs as uid ",
+          ::geteuid(), "; run it as root or drop run_as"));
+    }
+    const size_t socket_bytes =
+        std::strlen(kRunDirBase) + kRunDirNameBytes + 1 +
+        (options.go_plugin ? kGoPluginSocketNameBytes
+                           : std::strlen(kRunDirSocketName));
+    if (socket_bytes > kMaxSocketPathBytes) {
+      return invalid("run_as socket directory path is too long");
+    }
+  }
   return absl::OkStatus();
 }
 
-std::vector<std::string> BuildEnvironment(const LaunchOptions& options) {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    absl::string_view entry = *e;
-    size_t eq = entry.find('=');
-    if (eq == absl::string_view::npos) continue;
-    std::string key(entry.substr(0, eq));
-    if (options.inherit_environment || key == "PATH") {
-      env[key] = std::string(entry.substr(eq + 1));
+// The executable to run, opened and checked against its pin.
+struct VerifiedExecutable {
+  int fd = -1;          // O_RDONLY | O_CLOEXEC
+  bool script = false;  // starts with "#!"
+};
+
+// Opens `path` and hashes the open descriptor (SHA-256, OpenSSL's EVP);
+// FAILED_PRECONDITION with both hashes unless it matches `pin`.
+absl::StatusOr<VerifiedExecutable> OpenVerifiedExecutable(
+    const LaunchOptions& options, const std::string& path) {
+  PLUGD_ASSIGN_OR_RETURN(std::string expected,
+                         ParseSha256Pin(options.executable_sha256));
+  const std::string what =
+      absl::StrCat("plugin ", options.name, ": executable ", path);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd >= 0 && fd <= STDERR_FILENO) {
+    // Above stderr, so the child's dup2 onto 0/1/2 cannot clobber it.
+    const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    ::close(fd);
+    fd = moved;
+  }
+  if (fd < 0) {
+    const int err = errno;
+    return absl::Status(err == ENOENT ? absl::StatusCode::kNotFound
+                                      : absl::ErrnoToStatusCode(err),
+                        absl::StrCat(what,
+                                     ": cannot open it to check its "
+                                     "sha256 pin: ",
+                                     strerror(err)));
+  }
+  auto fail = [fd](absl::Status status) {
+    ::close(fd);
+    return status;
+  };
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return fail(
+        absl::NotFoundError(absl::StrCat(what, " is not a regular file")));
+  }
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(),
+                                                         EVP_MD_CTX_free);
+  if (ctx == nullptr ||
+      EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return fail(absl::InternalError(
+        absl::StrCat(what, ": cannot initialise SHA-256 (OpenSSL)")));
+  }
+  std::unique_ptr<char[]> buffer(new char[kReadBufferBytes]);
+  VerifiedExecutable result;
+  off_t offset = 0;
+  for (;;) {
+    const ssize_t n = ::pread(fd, buffer.get(), kReadBufferBytes, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return fail(ErrnoStatus(errno, absl::StrCat(what, ": cannot read it")));
     }
+    if (n == 0) break;
+    if (offset == 0)
+      result.script = n >= 2 && buffer[0] == '#' && buffer[1] == '!';
+    EVP_DigestUpdate(ctx.get(), buffer.get(), static_cast<size_t>(n));
+    offset += n;
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_size = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &digest_size);
+  const std::string actual = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), digest_size));
+  if (actual != expected) {
+    absl::Status mismatch = absl::FailedPreconditionError(absl::StrCat(
+        what, " does not match its pin: expected sha256:", expected,
+        ", the file has sha256:", actual,
+        "; refused to run it. If this binary is the intended one, update the "
+        "pin (sha256: in the config, LaunchOptions::executable_sha256) to "
+        "sha256:",
+        actual, " (`sha256sum ", path, "`); otherwise restore the file"));
+    mismatch.SetPayload(kExecutableMismatchPayload,
+                        absl::Cord(absl::StrCat("sha256:", actual)));
+    return fail(std::move(mismatch));
+  }
+  result.fd = fd;
+  return result;
+}
+
+// A directory for a plugin that runs as another user: the launcher's socket
+// directory is private (0700) to the launcher, so the plugin could not
+// create its socket there. Made with mkdtemp under kRunDirBase (so nobody can
+// have prepared it), then given to the plugin's user, mode 0700.
+absl::StatusOr<std::string> MakeRunDir(const LaunchOptions& options) {
+  std::string templ =
+      absl::StrCat(kRunDirBase, "/plugd-u", options.run_as->uid, ".XXXXXX");
+  if (::mkdtemp(templ.data()) == nullptr) {
+    return ErrnoStatus(errno, absl::StrCat("plugin ", options.name,
+                                           ": cannot create a socket "
+                                           "directory under ",
+                                           kRunDirBase, " for its user"));
+  }
+  if (::chown(templ.c_str(), options.run_as->uid, options.run_as->gid) != 0) {
+    const int err = errno;
+    ::rmdir(templ.c_str());
+    return ErrnoStatus(
+        err, absl::StrCat("plugin ", options.name,
+                          ": cannot give its socket directory ", templ,
+                          " to uid ", options.run_as->uid));
+  }
+  return templ;
+}
+
+// Removes a run-as socket directory: only the socket names the launcher
+// knows, then the directory if it is empty (never a recursive removal as root
+// in a directory another user owns).
+void RemoveRunDir(const std::string& dir, const std::string& extra_socket) {
+  if (dir.empty()) return;
+  ::unlink(absl::StrCat(dir, "/", kRunDirSocketName).c_str());
+  if (!extra_socket.empty() && DirName(extra_socket) == dir) {
+    ::unlink(extra_socket.c_str());
+  }
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+    PLUGD_LOG(WARNING) << "cannot remove the plugin socket directory " << dir
+                       << ": " << strerror(errno);
+  }
+}
+
+// `run_dir`: the run-as socket directory, or empty.
+std::vector<std::string> BuildEnvironment(const LaunchOptions& options,
+                                          const std::string& run_dir) {
+  std::map<std::string, std::string> env;
+  if (options.inherit_environment) {
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+      absl::string_view entry = *e;
+      size_t eq = entry.find('=');
+      if (eq == absl::string_view::npos) continue;
+      env[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
+    }
+  } else {
+    // Nothing of the launcher's environment (secrets, tokens): a minimal
+    // PATH, unless `env` gives one.
+    env["PATH"] = kMinimalPath;
   }
   for (const auto& [key, value] : options.env) env[key] = value;
   if (options.go_plugin) {
@@ -379,10 +639,12 @@ std::vector<std::string> BuildEnvironment(const LaunchOptions& options) {
     env[kEnvGoPluginMaxPort] = absl::StrCat(go.max_port);
     // go-plugin creates its socket with ioutil.TempFile("", "plugin"): in
     // our private directory, not in a world-writable /tmp.
-    env["TMPDIR"] = DirName(options.socket_path);
+    env["TMPDIR"] = run_dir.empty() ? DirName(options.socket_path) : run_dir;
   } else {
     env[kEnvMagicCookieKey] = kMagicCookieValue;
-    env[kEnvSocket] = options.socket_path;
+    env[kEnvSocket] = run_dir.empty()
+                          ? options.socket_path
+                          : absl::StrCat(run_dir, "/", kRunDirSocketName);
     env[kEnvProtocolVersions] = FormatVersionList(options.protocol_versions);
   }
   env[kEnvPluginName] = options.name;
@@ -427,15 +689,53 @@ std::string ExitStatus::ToString() const {
   return absl::StrCat("exited with code ", code);
 }
 
+std::string DescribeLimitExit(const ResourceLimits& limits,
+                              const ExitStatus& status,
+                              const std::vector<std::string>& last_lines) {
+  std::vector<std::string> reasons;
+  if (limits.cpu_seconds && (status.signaled && (status.signal == SIGXCPU ||
+                                                 status.signal == SIGKILL))) {
+    reasons.push_back(absl::StrCat("CPU limit ", *limits.cpu_seconds,
+                                   "s (limits.cpu_seconds) reached",
+                                   status.signal == SIGXCPU ? "" : "?"));
+  }
+  if (limits.address_space_bytes) {
+    bool memory = status.signaled &&
+                  (status.signal == SIGABRT || status.signal == SIGSEGV ||
+                   status.signal == SIGBUS || status.signal == SIGKILL);
+    static const char* const kOutOfMemory[] = {"out of memory",
+                                               "bad_alloc",
+                                               "MemoryError",
+                                               "Cannot allocate memory",
+                                               "cannot allocate memory",
+                                               "heap out of memory",
+                                               "allocation failed"};
+    for (const std::string& line : last_lines) {
+      for (const char* marker : kOutOfMemory) {
+        if (absl::StrContains(line, marker)) memory = true;
+      }
+    }
+    if (memory && !status.success()) {
+      reasons.push_back(absl::StrCat("memory limit ",
+                                     FormatBytes(*limits.address_space_bytes),
+                                     " (limits.address_space) reached?"));
+    }
+  }
+  return absl::StrJoin(reasons, "; ");
+}
+
 // ---------------------------------------------------------------------------
 // PluginProcess::Impl. Everything not under mu_ belongs to the loop thread.
 
 class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
  public:
-  Impl(EventLoop& loop, LaunchOptions options, std::string executable)
+  Impl(EventLoop& loop, LaunchOptions options, std::string executable,
+       VerifiedExecutable verified, std::string run_dir)
       : loop_(loop),
         options_(std::move(options)),
         executable_(std::move(executable)),
+        verified_(verified),
+        run_dir_(std::move(run_dir)),
         output_(options_.name, options_.output),
         stdout_pipe_(loop.context()),
         stderr_pipe_(loop.context()),
@@ -447,6 +747,17 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
         drain_timer_(loop.context()),
         stop_timer_(loop.context()),
         exit_fd_(loop.context()) {}
+
+  ~Impl() {
+    CloseVerified();
+    // Normally gone already (OnGroupGone); not when the spawn failed.
+    RemoveRunDir(run_dir_, "");
+  }
+
+  void CloseVerified() {
+    if (verified_.fd >= 0) ::close(verified_.fd);
+    verified_.fd = -1;
+  }
 
   EventLoop& loop() { return loop_; }
   const LaunchOptions& options() const { return options_; }
@@ -489,7 +800,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
       return Annotate(piped, absl::StrCat("plugin ", options_.name));
     }
 
-    std::vector<std::string> env = BuildEnvironment(options_);
+    std::vector<std::string> env = BuildEnvironment(options_, run_dir_);
     std::vector<const char*> envp;
     for (const std::string& e : env) envp.push_back(e.c_str());
     envp.push_back(nullptr);
@@ -500,6 +811,40 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     ChildSetup setup{
         parent, devnull, out[1], err[1],
         options_.working_dir.empty() ? nullptr : options_.working_dir.c_str()};
+    std::vector<ChildLimit> limits;
+    const ResourceLimits& l = options_.limits;
+    if (l.address_space_bytes) {
+      limits.push_back({RLIMIT_AS, static_cast<rlim_t>(*l.address_space_bytes),
+                        "setrlimit(RLIMIT_AS)"});
+    }
+    if (l.open_files) {
+      limits.push_back({RLIMIT_NOFILE, static_cast<rlim_t>(*l.open_files),
+                        "setrlimit(RLIMIT_NOFILE)"});
+    }
+    if (l.cpu_seconds) {
+      // The hard limit one second later: with soft == hard the kernel
+      // sends SIGKILL at once; this way the plugin gets SIGXCPU (which kills
+      // it unless handled, and says why), and SIGKILL a second later.
+      limits.push_back({RLIMIT_CPU, static_cast<rlim_t>(*l.cpu_seconds),
+                        "setrlimit(RLIMIT_CPU)",
+                        static_cast<rlim_t>(*l.cpu_seconds + 1)});
+    }
+    if (l.processes) {
+      limits.push_back({RLIMIT_NPROC, static_cast<rlim_t>(*l.processes),
+                        "setrlimit(RLIMIT_NPROC)"});
+    }
+    setup.limits = limits.data();
+    setup.limit_count = limits.size();
+    if (options_.run_as) {
+      setup.change_ids = true;
+      setup.uid = options_.run_as->uid;
+      setup.gid = options_.run_as->gid;
+      setup.groups = options_.run_as->groups.data();
+      setup.group_count = options_.run_as->groups.size();
+    }
+    setup.exec_fd = verified_.fd;
+    setup.exec_fd_is_script = verified_.script;
+    setup.envp = envp.data();
     bp::posix::default_launcher launcher;
     launcher.env = envp.data();
     bp::error_code ec;
@@ -518,10 +863,30 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     ::close(out[1]);
     ::close(err[1]);
     ::close(devnull);
+    // The child has the descriptor (or has executed it): no longer needed.
+    CloseVerified();
     if (ec || !process || process->id() <= 0) {
       // The child (if any) failed before or at exec and is exiting: reap it.
       if (launcher.pid > 0) {
         while (::waitpid(launcher.pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
+      }
+      // Which setup step failed, when the child said so on its stderr (it
+      // has exited: the pipe holds all it wrote).
+      std::string step;
+      if (launcher.pid > 0) {
+        char buffer[512];
+        ssize_t n;
+        while ((n = ::read(err[0], buffer, sizeof(buffer))) < 0 &&
+               errno == EINTR) {
+        }
+        if (n > 0) {
+          absl::string_view text(buffer, static_cast<size_t>(n));
+          const size_t at = text.rfind("plugd launcher: ");
+          if (at != absl::string_view::npos) {
+            step = std::string(absl::StripTrailingAsciiWhitespace(
+                text.substr(at + std::strlen("plugd launcher: "))));
+          }
         }
       }
       ::close(out[0]);
@@ -534,10 +899,28 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
            code == ENOTDIR || code == ELOOP)
               ? absl::StatusCode::kNotFound
               : absl::ErrnoToStatusCode(code);
+      std::string hint;
+      if (options_.run_as && (code == EACCES || code == EPERM)) {
+        hint = absl::StrCat(
+            " (it runs as ",
+            options_.run_as->description.empty()
+                ? absl::StrCat("uid ", options_.run_as->uid)
+                : options_.run_as->description,
+            ": that user needs search permission on every directory up to "
+            "the executable and the working directory, and execute "
+            "permission on the executable)");
+      }
+      if (!step.empty()) {
+        status_code = absl::ErrnoToStatusCode(code);
+        if (code == ENOENT || code == ENOEXEC) {
+          status_code = absl::StatusCode::kNotFound;
+        }
+      }
       return absl::Status(
           status_code,
           absl::StrCat("plugin ", options_.name, ": cannot start ", executable_,
-                       ": ", ec ? ec.message() : "spawn failed"));
+                       ": ", step.empty() ? "" : absl::StrCat(step, ": "),
+                       ec ? ec.message() : "spawn failed", hint));
     }
 
     const pid_t pid = process->id();
@@ -651,7 +1034,8 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
   // there in one rename, so a host connecting to socket_path reaches this
   // instance.
   absl::Status LinkStableSocket() {
-    if (!options_.go_plugin || handshake_.network != "unix" ||
+    if ((!options_.go_plugin && !options_.run_as) ||
+        handshake_.network != "unix" ||
         handshake_.address == options_.socket_path) {
       return absl::OkStatus();
     }
@@ -857,7 +1241,9 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
           Quote(line), "); upgrade whichever side is older")));
     }
     if (h.network == "unix" && h.address != options_.socket_path &&
-        !options_.go_plugin) {
+        !options_.go_plugin &&
+        (!options_.run_as ||
+         h.address != absl::StrCat(run_dir_, "/", kRunDirSocketName))) {
       PLUGD_LOG(INFO) << "plugin " << name << " listens on " << h.address
                       << " instead of " << options_.socket_path;
     }
@@ -979,6 +1365,11 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
       PLUGD_LOG(WARNING) << "plugin " << options_.name << ": "
                          << removed.message();
     }
+    // A run-as plugin's own socket directory, with the socket it chose.
+    RemoveRunDir(run_dir_, handshake_known_ && handshake_.network == "unix"
+                               ? handshake_.address
+                               : "");
+    run_dir_.clear();
     exited_ = true;
     std::vector<std::function<void(const ExitStatus&)>> callbacks;
     {
@@ -1117,6 +1508,10 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
   EventLoop& loop_;
   const LaunchOptions options_;
   const std::string executable_;
+  // The pinned executable's descriptor, until the spawn; -1 without a pin.
+  VerifiedExecutable verified_;
+  // A run-as plugin's socket directory (MakeRunDir); empty otherwise.
+  std::string run_dir_;
   OutputCapture output_;
 
   // Loop thread only.
@@ -1167,10 +1562,30 @@ absl::StatusOr<std::shared_ptr<PluginProcess>> PluginProcess::Launch(
   PLUGD_ASSIGN_OR_RETURN(std::string executable, ResolveExecutable(options));
   PLUGD_RETURN_IF_ERROR(Annotate(PrepareSocketPath(options.socket_path),
                                  absl::StrCat("plugin ", options.name)));
+  // Hashed here, on the caller's thread (a large binary takes a while), and
+  // executed by descriptor in the child.
+  VerifiedExecutable verified;
+  if (!options.executable_sha256.empty()) {
+    PLUGD_ASSIGN_OR_RETURN(verified,
+                           OpenVerifiedExecutable(options, executable));
+  }
+  std::string run_dir;
+  if (options.run_as) {
+    absl::StatusOr<std::string> made = MakeRunDir(options);
+    if (!made.ok()) {
+      if (verified.fd >= 0) ::close(verified.fd);
+      return made.status();
+    }
+    run_dir = *std::move(made);
+  }
 
   const absl::Duration start_timeout = options.start_timeout;
   auto impl =
-      std::make_shared<Impl>(loop, std::move(options), std::move(executable));
+      std::make_shared<Impl>(loop, std::move(options), std::move(executable),
+                             verified, std::move(run_dir));
+  if (internal::AfterExecutableVerifiedHook()) {
+    internal::AfterExecutableVerifiedHook()(impl->options());
+  }
   std::future<absl::StatusOr<Handshake>> handshake;
   PLUGD_RETURN_IF_ERROR(loop.Run([&] { return impl->Spawn(&handshake); }));
 

@@ -219,7 +219,9 @@ bool SupervisedPluginSpec::SameAs(const SupervisedPluginSpec& o) const {
   const LaunchOptions& b = o.launch;
   return a.name == b.name && a.command == b.command && a.env == b.env &&
          a.inherit_environment == b.inherit_environment &&
-         a.working_dir == b.working_dir && a.socket_path == b.socket_path &&
+         a.executable_sha256 == b.executable_sha256 && a.limits == b.limits &&
+         a.run_as == b.run_as && a.working_dir == b.working_dir &&
+         a.socket_path == b.socket_path &&
          a.protocol_versions == b.protocol_versions &&
          a.start_timeout == b.start_timeout && a.stop_grace == b.stop_grace &&
          a.max_message_bytes == b.max_message_bytes &&
@@ -315,6 +317,9 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     absl::Time next_health_check = absl::InfinitePast();
     bool health_check_in_flight = false;
     std::optional<ExitStatus> last_exit;
+    // Why the last exit probably happened ("memory limit 64MiB ... reached?"),
+    // from DescribeLimitExit; empty when nothing points at a limit.
+    std::string last_exit_reason;
     std::string last_error;
     std::string version;
     uint32_t protocol_version = 0;
@@ -533,6 +538,9 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       if (e.last_exit) {
         absl::StrAppend(&message, "; its last process ",
                         e.last_exit->ToString());
+        if (!e.last_exit_reason.empty()) {
+          absl::StrAppend(&message, " (", e.last_exit_reason, ")");
+        }
       }
       if (!e.last_error.empty()) {
         absl::StrAppend(&message, "; last error: ", e.last_error);
@@ -610,6 +618,19 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
         Emit(e, v1::EVENT_TYPE_STOPPED, "");
         return;
       }
+      if (result.status().GetPayload(kExecutableMismatchPayload)) {
+        // The file will not change back by itself: retrying would only
+        // repeat the refusal (forever with max_restarts 0). Failed until an
+        // operator fixes the file or the pin and starts it.
+        e.want_running = false;
+        SetState(e, v1::PLUGIN_STATE_FAILED);
+        Emit(e, v1::EVENT_TYPE_FAILED,
+             absl::StrCat("the executable does not match its sha256 pin; not "
+                          "restarted: fix the file or the pin, then `plugctl "
+                          "start ",
+                          name, "`"));
+        return;
+      }
       DecideRestart(e, /*failure=*/true, absl::ZeroDuration());
       return;
     }
@@ -653,7 +674,18 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     e.watch.reset();
     e.health_channel.reset();
     e.unhealthy_timer->cancel();
-    Emit(e, v1::EVENT_TYPE_EXITED, "", status, std::nullopt, pid);
+    std::string why;
+    // Not when the broker killed it (a stop, a liveness or health restart):
+    // a SIGKILL then says nothing about limits.
+    if (!e.spec.launch.limits.empty() && !e.stopping && !e.forced_restart) {
+      std::vector<std::string> last;
+      for (const OutputLine& line : e.logs->Tail(20)) {
+        last.push_back(line.text);
+      }
+      why = DescribeLimitExit(e.spec.launch.limits, status, last);
+    }
+    e.last_exit_reason = why;
+    Emit(e, v1::EVENT_TYPE_EXITED, why, status, std::nullopt, pid);
     e.process.reset();
     if (e.stopping || !e.want_running) {
       e.stopping = false;

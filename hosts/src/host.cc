@@ -496,6 +496,9 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Launch(PluginOptions options) {
   launch.env = options.env;
   launch.inherit_environment = options.inherit_environment;
   launch.working_dir = options.working_dir;
+  launch.executable_sha256 = options.executable_sha256;
+  launch.limits = options.limits;
+  launch.run_as = options.run_as;
   launch.socket_path = absl::StrCat(socket_dir_, "/", name, ".sock");
   launch.protocol_versions = options.protocol_versions;
   launch.start_timeout = options.start_timeout;

@@ -3,6 +3,7 @@
 // loader, and a small fuzz run.
 #include "plugd/broker/config.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -276,6 +277,11 @@ TEST(ParseConfigTest, EveryFieldOfPluginConfigIsAKey) {
     } else if (f->cpp_type() ==
                google::protobuf::FieldDescriptor::CPPTYPE_BOOL) {
       value = "true";
+    } else if (f->name() == "sha256") {
+      value = absl::StrCat("sha256:", std::string(64, 'a'));
+    } else if (f->name() == "user" || f->name() == "group") {
+      if (geteuid() != 0) continue;  // needs root; see WhatMayRun tests
+      value = "root";
     } else if (f->cpp_type() ==
                google::protobuf::FieldDescriptor::CPPTYPE_STRING) {
       value = "/s";
@@ -315,7 +321,136 @@ TEST(ParseConfigTest, GoPluginEntry) {
   EXPECT_FALSE(config->plugins(2).has_go_plugin());
 }
 
+TEST(ParseConfigTest, WhatMayRunKeys) {
+  const std::string pin = absl::StrCat("sha256:", std::string(64, 'A'));
+  absl::StatusOr<v1::BrokerConfig> config = Parse(absl::StrCat(R"yaml(plugins:
+  - name: a
+    command: [x]
+    sha256: )yaml",
+                                                               pin, R"yaml(
+    limits: {address_space: 512MiB, open_files: 64, cpu_seconds: 10, processes: 100}
+    inherit_environment: true
+  - name: b
+    command: [y]
+    limits: {address_space: 1048576}
+)yaml"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  const v1::PluginConfig& a = config->plugins(0);
+  EXPECT_EQ(a.sha256(), pin);
+  EXPECT_EQ(a.limits().address_space(), "512MiB");
+  EXPECT_EQ(a.limits().open_files(), 64u);
+  EXPECT_EQ(a.limits().cpu_seconds(), 10u);
+  EXPECT_EQ(a.limits().processes(), 100u);
+  EXPECT_TRUE(a.inherit_environment());
+  const v1::PluginConfig& b = config->plugins(1);
+  EXPECT_EQ(b.limits().address_space(), "1048576");
+  EXPECT_EQ(b.limits().open_files(), 0u);
+  // The default: nothing of plugd's environment.
+  EXPECT_TRUE(b.has_inherit_environment());
+  EXPECT_FALSE(b.inherit_environment());
+  EXPECT_TRUE(b.sha256().empty());
+}
+
+TEST(ParseConfigTest, UserAndGroupAsRoot) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  absl::StatusOr<v1::BrokerConfig> config = Parse(R"yaml(plugins:
+  - name: a
+    command: [x]
+    user: root
+    group: "0"
+  - name: b
+    command: [x]
+    user: "0"
+)yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->plugins(0).user(), "root");
+  EXPECT_EQ(config->plugins(0).group(), "0");
+}
+
 // --- Errors -----------------------------------------------------------------
+
+TEST(ConfigErrorTest, WhatMayRun) {
+  ExpectError("plugins:\n  - name: a\n    command: [x]\n    sha256: abc\n", 4,
+              {"plugins[0].sha256: invalid executable pin \"abc\"",
+               "sha256:<64 hex digits>", "sha256sum FILE"});
+  ExpectError(
+      absl::StrCat("plugins:\n  - name: a\n    command: [x]\n    sha256: "
+                   "sha256:",
+                   std::string(63, 'a'), "\n"),
+      4, {"plugins[0].sha256:", "it has 63 hex digits, not 64"});
+  ExpectError(
+      "plugins:\n  - name: a\n    command: [x]\n    limits:\n"
+      "      address_space: 12XB\n",
+      5,
+      {"plugins[0].limits.address_space: invalid byte size \"12XB\"",
+       "e.g. 512MiB"});
+  ExpectError(
+      "plugins:\n  - name: a\n    command: [x]\n    limits:\n"
+      "      address_space: 0MiB\n",
+      5, {"plugins[0].limits.address_space: must be more than 0 bytes"});
+  ExpectError(
+      "plugins:\n  - name: a\n    command: [x]\n    limits: {open_files: 0}\n",
+      4, {"plugins[0].limits.open_files: must be at least 1"});
+  ExpectError(
+      "plugins:\n  - name: a\n    command: [x]\n    limits: {cpu_seconds: "
+      "-1}\n",
+      4, {"plugins[0].limits.cpu_seconds"});
+  ExpectError("plugins:\n  - name: a\n    command: [x]\n    group: root\n", 4,
+              {"plugins[0].group: group needs user"});
+  if (geteuid() == 0) {
+    ExpectError(
+        "plugins:\n  - name: a\n    command: [x]\n    user: no-such-user-x\n",
+        4, {"plugins[0].user: unknown user \"no-such-user-x\""});
+    ExpectError(
+        "plugins:\n  - name: a\n    command: [x]\n    user: root\n"
+        "    group: no-such-group-x\n",
+        5, {"plugins[0].group: unknown group \"no-such-group-x\""});
+  }
+}
+
+// Not root: user/group is a config error. As root, the check runs in a child
+// that has dropped to an unprivileged uid.
+TEST(ConfigErrorTest, UserNeedsRoot) {
+  const std::string yaml =
+      "plugins:\n  - name: a\n    command: [x]\n    user: root\n";
+  if (geteuid() != 0) {
+    ExpectError(yaml, 4,
+                {"plugins[0].user: running a plugin as another user "
+                 "needs plugd to run as root"});
+    return;
+  }
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    if (setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0) {
+      _exit(2);
+    }
+    absl::StatusOr<v1::BrokerConfig> config = Parse(yaml);
+    const std::string message =
+        config.ok() ? "parsed" : std::string(config.status().message());
+    ssize_t ignored = write(fds[1], message.data(), message.size());
+    (void)ignored;
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string message;
+  char buffer[1024];
+  ssize_t n;
+  while ((n = read(fds[0], buffer, sizeof(buffer))) > 0)
+    message.append(buffer, n);
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_TRUE(absl::StartsWith(message, "test.yaml:4:")) << message;
+  EXPECT_THAT(message, HasSubstr("plugins[0].user: running a plugin as "
+                                 "another user needs plugd to run as root, "
+                                 "but it runs as uid 65534"));
+}
 
 TEST(ConfigErrorTest, GoPluginEntries) {
   ExpectError("plugins:\n  - name: a\n    command: [x]\n    go_plugin: {}\n", 4,

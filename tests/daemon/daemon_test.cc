@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -1058,6 +1059,143 @@ TEST_F(DaemonTest, CalcCallsCppPythonAndNodeUnderTheBroker) {
   r = calc({"stdev", "2", "4", "4", "4", "5", "5", "7", "9"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "2.138089935299395\n");
+}
+
+// --- What may run -----------------------------------------------------------
+
+// "sha256:<hex>" of `path` by coreutils' sha256sum, as the docs say.
+std::string PinOf(const std::string& path) {
+  CommandResult r = RunCommand({"/usr/bin/sha256sum", path}, kGuard);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return absl::StrCat("sha256:", r.out.substr(0, 64));
+}
+
+std::string EnvironOf(int64_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/environ"));
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  std::replace(text.begin(), text.end(), '\0', '\n');
+  return text;
+}
+
+// A pinned plugin runs; one whose file does not match its pin is refused
+// with both hashes and marked failed at once, even with max_restarts: 0 (no
+// limit): no restart loop on a file that will not change by itself.
+TEST_F(DaemonTest, PinMismatchFailsAtOnceWithBothHashes) {
+  const std::string good = PinOf(Sdk());
+  const std::string wrong = absl::StrCat("sha256:", std::string(64, '0'));
+  StartDaemon(PluginYaml("pinned", {Sdk()}, {"sha256: " + good}) +
+              PluginYaml("tampered", {Sdk()},
+                         {"sha256: " + wrong, "max_restarts: 0",
+                          "backoff: {initial: 10ms}"}));
+  ReadyPid("pinned");
+  std::vector<std::string> types;
+  std::optional<v1::Event> start_failed, failed;
+  while (auto e = events_->Next("tampered")) {
+    types.push_back(TypeName(e->type()));
+    if (e->type() == v1::EVENT_TYPE_START_FAILED) start_failed = e;
+    if (e->type() == v1::EVENT_TYPE_FAILED) {
+      failed = e;
+      break;
+    }
+  }
+  EXPECT_EQ(absl::StrJoin(types, " "), "STARTING START_FAILED FAILED");
+  ASSERT_TRUE(start_failed.has_value()) << daemon_->Output();
+  EXPECT_TRUE(absl::StrContains(start_failed->message(),
+                                absl::StrCat("expected ", wrong)))
+      << start_failed->message();
+  EXPECT_TRUE(absl::StrContains(start_failed->message(),
+                                absl::StrCat("the file has ", good)))
+      << start_failed->message();
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_TRUE(absl::StrContains(failed->message(), "sha256 pin"))
+      << failed->message();
+  v1::PluginStatus status = Status("tampered");
+  EXPECT_EQ(status.state(), v1::PLUGIN_STATE_FAILED);
+  EXPECT_EQ(status.restarts(), 0u);
+  CommandResult text = Ctl({"status", "tampered"});
+  EXPECT_TRUE(absl::StrContains(text.out, good)) << text.out;
+}
+
+// A secret in plugd's environment does not reach a plugin, unless the
+// config asks for inheritance; `env` passes what the plugin needs.
+TEST_F(DaemonTest, PluginEnvironmentStartsEmpty) {
+  setenv("PLUGD_TEST_SECRET", "hunter2", 1);
+  StartDaemon(PluginYaml("clean", {Sdk()}, {"env: {GIVEN: yes}"}) +
+              PluginYaml("inherits", {Sdk()}, {"inherit_environment: true"}));
+  unsetenv("PLUGD_TEST_SECRET");
+  const std::string clean = EnvironOf(ReadyPid("clean"));
+  EXPECT_FALSE(absl::StrContains(clean, "PLUGD_TEST_SECRET")) << clean;
+  EXPECT_FALSE(absl::StrContains(clean, "HOME=")) << clean;
+  EXPECT_TRUE(absl::StrContains(clean, "GIVEN=yes\n")) << clean;
+  EXPECT_TRUE(absl::StrContains(
+      clean,
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:"
+      "/bin\n"))
+      << clean;
+  const std::string inherits = EnvironOf(ReadyPid("inherits"));
+  EXPECT_TRUE(absl::StrContains(inherits, "PLUGD_TEST_SECRET=hunter2"))
+      << inherits;
+}
+
+// A plugin that allocates past its address-space limit dies, the exit
+// event says why, and it is restarted like any crash.
+TEST_F(DaemonTest, PluginOverItsMemoryLimitIsRestartedAndTheEventSaysWhy) {
+  // One malloc arena keeps the plugin's address space (reservations, not
+  // memory) small, so the limit can be low and the test touches little
+  // memory before hitting it.
+  StartDaemon(PluginYaml(
+      "hungry", {Sdk()},
+      {"limits: {address_space: 256MiB, open_files: 200}",
+       "env: {MALLOC_ARENA_MAX: \"1\"}", "backoff: {initial: 10ms}"}));
+  const int64_t pid = ReadyPid("hungry");
+  ASSERT_GT(pid, 0);
+  {
+    std::ifstream limits(absl::StrCat("/proc/", pid, "/limits"));
+    std::string line, row;
+    while (std::getline(limits, line)) {
+      if (absl::StartsWith(line, "Max address space")) row = line;
+    }
+    std::vector<std::string> fields =
+        absl::StrSplit(row, ' ', absl::SkipEmpty());
+    ASSERT_GE(fields.size(), 5u) << row;
+    EXPECT_EQ(fields[3], "268435456") << row;  // soft
+    EXPECT_EQ(fields[4], "268435456") << row;  // hard
+  }
+  CommandResult call = Ctl({"call", "hungry", "allocate", "1024"});
+  EXPECT_NE(call.exit_code, 0) << call.out;
+  std::optional<v1::Event> exited =
+      events_->WaitFor("hungry", v1::EVENT_TYPE_EXITED, pid);
+  ASSERT_TRUE(exited.has_value()) << daemon_->Output();
+  EXPECT_EQ(exited->exit().signal(), SIGABRT);
+  EXPECT_TRUE(absl::StrContains(exited->message(),
+                                "memory limit 256MiB (limits.address_space) "
+                                "reached?"))
+      << exited->message();
+  const int64_t new_pid = ReadyPid("hungry", pid);
+  EXPECT_NE(new_pid, pid);
+  EXPECT_EQ(Status("hungry").restarts(), 1u);
+  EXPECT_TRUE(absl::StrContains(daemon_->Output(), "memory limit 256MiB"))
+      << daemon_->Output();
+}
+
+// A plugin over its CPU-time limit gets SIGXCPU; the event says so.
+TEST_F(DaemonTest, PluginOverItsCpuLimitIsRestartedAndTheEventSaysWhy) {
+  StartDaemon(
+      PluginYaml("spinner", {Sdk()},
+                 {"limits: {cpu_seconds: 1}", "backoff: {initial: 10ms}"}));
+  const int64_t pid = ReadyPid("spinner");
+  ASSERT_GT(pid, 0);
+  CommandResult call = Ctl({"call", "spinner", "burn_cpu"}, absl::Seconds(60));
+  EXPECT_NE(call.exit_code, 0) << call.out;
+  std::optional<v1::Event> exited = events_->WaitFor(
+      "spinner", v1::EVENT_TYPE_EXITED, pid, absl::Seconds(60));
+  ASSERT_TRUE(exited.has_value()) << daemon_->Output();
+  EXPECT_EQ(exited->exit().signal(), SIGXCPU);
+  EXPECT_TRUE(absl::StrContains(exited->message(),
+                                "CPU limit 1s (limits.cpu_seconds) reached"))
+      << exited->message();
+  EXPECT_NE(ReadyPid("spinner", pid), pid);
 }
 
 }  // namespace

@@ -41,6 +41,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "kv/v1/kv.grpc.pb.h"
+#include "plugd/common/exec_policy.h"
 #include "plugd/host/host.h"
 #include "plugd/v1/broker.pb.h"
 #include "test_util.h"
@@ -255,6 +256,78 @@ TEST_F(GoPluginHostTest, SupervisedGoPluginKeepsItsAddressAcrossACrash) {
   EXPECT_EQ(after->restarts(), 1u);
   EXPECT_NE(after->announced_address(), before->announced_address());
   EXPECT_EQ(after->address(), before->address());
+
+  absl::StatusOr<host::ExitStatus> exit = plugin->Stop();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->success()) << exit->ToString();
+}
+
+// As root, a supervised go-plugin plugin runs as a throwaway user: it
+// creates its socket in its own directory (TMPDIR), the stable path links to
+// it, and a crash and restart keep the host's channel working.
+TEST_F(GoPluginHostTest, GoPluginPluginRunsAsAnotherUser) {
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "not root (uid " << geteuid()
+                 << "): running a plugin as another user needs root";
+  }
+  const std::string user = absl::StrCat("plugdg", getpid() % 100000);
+  CommandResult added =
+      RunCommand({"/usr/sbin/useradd", "--system", "--no-create-home",
+                  "--shell", "/usr/sbin/nologin", user},
+                 kGuard);
+  ASSERT_EQ(added.exit_code, 0) << added.err;
+  struct Cleanup {
+    std::string user;
+    ~Cleanup() { RunCommand({"/usr/sbin/userdel", user}, kGuard); }
+  } cleanup{user};
+  absl::StatusOr<RunAs> ids = LookUpRunAs(user, "");
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  // Its data file lives in a directory the user may write.
+  const std::string data_dir = dir_.path() + "/data";
+  ASSERT_EQ(mkdir(data_dir.c_str(), 0700), 0);
+  ASSERT_EQ(chown(data_dir.c_str(), ids->uid, ids->gid), 0);
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
+
+  host::PluginOptions options = GoKv();
+  options.env["KV_DATA_FILE"] = data_dir + "/kv.json";
+  options.run_as = *ids;
+  options.working_dir = data_dir;
+  options.supervision = host::SupervisionOptions();
+  options.supervision->backoff.initial = absl::Milliseconds(10);
+  options.idempotent_methods = {"kv.v1.KV/Get"};
+  auto launched = host_->Launch(options);
+  ASSERT_TRUE(launched.ok()) << launched.status();
+  std::shared_ptr<host::Plugin> plugin = *launched;
+  const pid_t pid = plugin->pid();
+  std::ifstream status_file(absl::StrCat("/proc/", pid, "/status"));
+  std::string line, uid_line;
+  while (std::getline(status_file, line)) {
+    if (absl::StartsWith(line, "Uid:")) uid_line = line;
+  }
+  const std::string uid = absl::StrCat(ids->uid);
+  EXPECT_EQ(uid_line,
+            absl::StrCat("Uid:\t", uid, "\t", uid, "\t", uid, "\t", uid));
+  auto before = host_->supervisor()->Get("go-kv");
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_THAT(before->announced_address(),
+              StartsWith(absl::StrCat("unix:/tmp/plugd-u", uid, ".")));
+  const std::string stable = host_->socket_dir() + "/go-kv.sock";
+  EXPECT_EQ("unix:" + LinkTarget(stable), before->announced_address());
+
+  auto kv = Kv(plugin->channel());
+  ASSERT_TRUE(Put(*kv, "k", "as another user").ok());
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitForPidGone(pid, kGuard));
+  EXPECT_EQ(Get(*kv, "k"), "as another user");
+  auto after = host_->supervisor()->Get("go-kv");
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_NE(after->announced_address(), before->announced_address());
+  // The first instance's socket directory is gone.
+  const std::string old_dir =
+      std::filesystem::path(before->announced_address().substr(5))
+          .parent_path()
+          .string();
+  EXPECT_FALSE(Exists(old_dir)) << old_dir;
 
   absl::StatusOr<host::ExitStatus> exit = plugin->Stop();
   ASSERT_TRUE(exit.ok()) << exit.status();

@@ -5,16 +5,23 @@
 //   spawn_grandchild   forks a child that stays in the process group,
 //                      ignores SIGTERM and sleeps forever; returns its pid
 //   pid                returns getpid()
+//   allocate MIB       allocates and touches MIB MiB in 1 MiB blocks; when an
+//                      allocation fails (RLIMIT_AS), prints "allocate: out of
+//                      memory after N MiB" and aborts, like a plugin whose
+//                      allocator gives up; returns MIB if it all fit
+//   burn_cpu           spins until killed (RLIMIT_CPU); never returns
 // Flags:
 //   --crash-if-exists PATH  exit 3 before serving if PATH exists
 //   --flood                 after start, a thread writes stderr lines as fast
 //                           as it can
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -106,6 +113,39 @@ int main(int argc, char** argv) {
                           -> absl::StatusOr<google::protobuf::Value> {
                         return plugd::NumberValue(
                             static_cast<double>(getpid()));
+                      }});
+  plugin.AddFunction(
+      {.name = "allocate",
+       .help = "allocate MIB: allocates and touches MIB MiB; aborts when an "
+               "allocation fails",
+       .params = {Param::Required("mib", Kind::kNumber)},
+       .impl = [](const plugd::sdk::Args& args)
+           -> absl::StatusOr<google::protobuf::Value> {
+         PLUGD_ASSIGN_OR_RETURN(double mib, args.Number(0));
+         // No core file litter from the abort below.
+         struct rlimit no_core = {0, 0};
+         setrlimit(RLIMIT_CORE, &no_core);
+         constexpr size_t kBlock = 1 << 20;
+         for (int64_t i = 0; i < static_cast<int64_t>(mib); ++i) {
+           void* block = malloc(kBlock);  // kept: this is a leak on purpose
+           if (block == nullptr) {
+             fprintf(stderr, "allocate: out of memory after %lld MiB\n",
+                     static_cast<long long>(i));
+             abort();
+           }
+           memset(block, 1, kBlock);
+         }
+         return plugd::NumberValue(mib);
+       }});
+  plugin.AddFunction({.name = "burn_cpu",
+                      .help = "burn_cpu: spins until killed",
+                      .params = {},
+                      .impl = [](const plugd::sdk::Args&)
+                          -> absl::StatusOr<google::protobuf::Value> {
+                        struct rlimit no_core = {0, 0};
+                        setrlimit(RLIMIT_CORE, &no_core);
+                        volatile uint64_t n = 0;
+                        for (;;) n = n + 1;
                       }});
   std::thread flooder;
   if (flood) {

@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 #include "plugd/broker/event_loop.h"
 #include "plugd/broker/output.h"
+#include "plugd/common/exec_policy.h"
 #include "plugd/common/protocol.h"
 
 namespace plugd::broker {
@@ -71,6 +72,44 @@ struct GoPluginOptions {
   uint32_t max_port = kGoPluginDefaultMaxPort;
 };
 
+// Resource limits (setrlimit, soft = hard, so the plugin cannot raise them;
+// except RLIMIT_CPU, whose hard limit is one second above the soft one)
+// applied in the plugin's process before exec; inherited by what it forks.
+// Unset fields keep the launcher's own limits. docs/security.md, "What may
+// run", says what each one does to a plugin that reaches it.
+struct ResourceLimits {
+  // RLIMIT_AS, bytes of virtual address space. Allocations beyond it fail
+  // (malloc returns NULL, C++ throws std::bad_alloc, Go and Node abort). It
+  // counts reservations, not resident memory: gRPC's threads each reserve
+  // stack and malloc arenas, so leave a wide margin (256MiB is tight for a
+  // C++ gRPC plugin, Go and Node plugins need more). Must be > 0.
+  std::optional<uint64_t> address_space_bytes;
+  // RLIMIT_NOFILE, open descriptors (the highest descriptor number + 1).
+  // Must be > 0; gRPC needs a few dozen.
+  std::optional<uint64_t> open_files;
+  // RLIMIT_CPU, seconds of CPU time (user + system). On reaching it the
+  // plugin gets SIGXCPU, which kills it (unless handled: then SIGKILL one
+  // second later, the hard limit). Must be > 0.
+  std::optional<uint64_t> cpu_seconds;
+  // RLIMIT_NPROC: processes *and threads* of the plugin's real user id, all
+  // of that user's processes counted, not only this plugin's. Ignored for
+  // root. Must be > 0.
+  std::optional<uint64_t> processes;
+
+  bool empty() const {
+    return !address_space_bytes && !open_files && !cpu_seconds && !processes;
+  }
+  bool operator==(const ResourceLimits& o) const {
+    return address_space_bytes == o.address_space_bytes &&
+           open_files == o.open_files && cpu_seconds == o.cpu_seconds &&
+           processes == o.processes;
+  }
+};
+
+// Whom the plugin runs as (uid, gid, supplementary groups), when the
+// launcher runs as root; LookUpRunAs() makes one from user and group names.
+using RunAs = ::plugd::RunAs;
+
 // Everything needed to launch one plugin. Validated by Launch(), up front.
 struct LaunchOptions {
   // The plugin's name for logs, errors and PLUGD_PLUGIN_NAME. Required.
@@ -81,10 +120,32 @@ struct LaunchOptions {
   // Extra environment variables for the plugin; they override inherited ones.
   std::map<std::string, std::string> env;
   // When true (default), the plugin inherits the launcher's environment; when
-  // false it gets only `env` plus the protocol variables (and PATH).
+  // false it gets only `env` plus the protocol variables and PATH, which is
+  // env["PATH"] if given, else kMinimalPath (not the launcher's PATH). A bare
+  // command[0] is looked up in that same PATH.
   bool inherit_environment = true;
-  // Working directory; empty means the launcher's.
+  // Working directory; empty means the launcher's. With run_as, entered as
+  // that user (it must be able to).
   std::string working_dir;
+  // When set, "sha256:<64 hex digits>" (sha256sum's output; case-insensitive):
+  // the executable is opened once, hashed from that descriptor before every
+  // start, and that very descriptor is executed (execveat AT_EMPTY_PATH), so
+  // replacing the file at its path after the check cannot change what runs.
+  // A mismatch fails the launch with FAILED_PRECONDITION giving both hashes
+  // (status payload kExecutableMismatchPayload). A `#!` script is hashed and
+  // executed the same way: its interpreter reads it from /dev/fd/N (its $0),
+  // and the interpreter itself is not pinned. Default: empty, no pin (the
+  // executable is exec'd by path).
+  std::string executable_sha256;
+  // Resource limits set in the plugin before exec. Default: none.
+  ResourceLimits limits;
+  // When set, the plugin runs as this user and group. Only when the launcher
+  // runs as root (FAILED_PRECONDITION otherwise). The plugin then gets its
+  // own socket directory, /tmp/plugd-u<uid>.XXXXXX (mode 0700, owned by it),
+  // because the launcher's socket directory is private to the launcher;
+  // socket_path becomes a symlink to the socket there, as for go_plugin
+  // plugins. Default: unset, the launcher's own ids.
+  std::optional<RunAs> run_as;
   // Absolute Unix socket path the plugin must listen on (PLUGD_SOCKET), at
   // most 107 bytes. A stale socket file there is removed before the start;
   // one a live process still accepts on is an error (ALREADY_EXISTS).
@@ -128,6 +189,25 @@ struct LaunchOptions {
   }
 };
 
+// PATH for plugins that do not inherit the launcher's environment.
+inline constexpr char kMinimalPath[] =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// The payload type URL set on the FAILED_PRECONDITION of an executable pin
+// mismatch (the payload is the actual "sha256:..." of the file). A supervisor
+// does not retry such a start: the file will not change by itself.
+inline constexpr char kExecutableMismatchPayload[] =
+    "type.googleapis.com/plugd.ExecutableMismatch";
+
+// Why a plugin with resource limits probably died, for an exit event: e.g.
+// "memory limit 64MiB (address_space) reached?" when it had an address-space
+// limit and was killed by SIGABRT, SIGSEGV, SIGBUS or SIGKILL or printed an
+// out-of-memory message in `last_lines`; "CPU limit 2s (cpu_seconds)
+// reached" for SIGXCPU. Empty when nothing points at a limit.
+std::string DescribeLimitExit(const ResourceLimits& limits,
+                              const ExitStatus& status,
+                              const std::vector<std::string>& last_lines);
+
 // One running plugin process. Thread-safe. Created by Launch(); the process
 // is stopped (Stop()) when the last reference goes away, if still running.
 class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
@@ -145,7 +225,9 @@ class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
   //                       (the line is quoted), or exited before its handshake
   //                       (exit code or signal plus its last stderr lines)
   //   DEADLINE_EXCEEDED   no handshake within start_timeout (killed)
-  //   FAILED_PRECONDITION unsupported core or app protocol version
+  //   FAILED_PRECONDITION unsupported core or app protocol version; the
+  //                       executable does not match executable_sha256 (both
+  //                       hashes given); run_as without running as root
   //   UNAVAILABLE         the announced address cannot be connected
   // On any error the process (group) has been killed and reaped.
   static absl::StatusOr<std::shared_ptr<PluginProcess>> Launch(

@@ -30,7 +30,9 @@
 //   }
 //
 // ParseConfig never throws and never crashes, whatever the input (it is
-// fuzzed); it is thread-compatible and does not touch the file system.
+// fuzzed); it is thread-compatible and does not touch the file system, except
+// that a plugin's `user` and `group` are looked up in the user database
+// (getpwnam_r, getgrnam_r) so that an unknown one is an error at its line.
 #ifndef PLUGD_BROKER_CONFIG_H_
 #define PLUGD_BROKER_CONFIG_H_
 
@@ -68,10 +70,10 @@ absl::StatusOr<v1::BrokerConfig> ParseConfig(absl::string_view yaml,
 // 100ms / 30s / x2, max_restarts 5, restart_window 60s, health_interval 1s,
 // unhealthy_timeout 5s, liveness_timeout 5s, protocol_versions [1],
 // max_message_bytes 64 MiB, log_buffer_bytes 1 MiB, log_line_bytes 16384,
-// log_rate_bytes 262144 and autostart true; for a plugin with go_plugin,
-// go_plugin.min_port 10000 and max_port 25000. working_dir is left as it is (it
-// defaults to the config file's directory, which only ParseConfig knows).
-// Idempotent. Does not validate.
+// log_rate_bytes 262144, autostart true and inherit_environment false; for a
+// plugin with go_plugin, go_plugin.min_port 10000 and max_port 25000.
+// working_dir is left as it is (it defaults to the config file's directory,
+// which only ParseConfig knows). Idempotent. Does not validate.
 //
 // Plain proto3 scalars cannot tell 0 from unset, so 0 there means "use the
 // default"; the fields where 0 is meaningful (max_restarts, log_rate_bytes:

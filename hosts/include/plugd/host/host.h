@@ -80,11 +80,33 @@ struct PluginOptions {
   std::vector<std::string> command;
   // Extra environment variables; they override inherited ones.
   std::map<std::string, std::string> env;
-  // Inherit the host's environment (default true). When false, the plugin
-  // gets only `env`, PATH and the protocol variables.
+  // Inherit the host's environment (default true: the host application
+  // chose its environment, unlike the plugd daemon, whose plugins inherit
+  // nothing by default). When false, the plugin gets only `env`, the protocol
+  // variables and PATH (env["PATH"], else broker::kMinimalPath), so no
+  // secret of the host's environment reaches it.
   bool inherit_environment = true;
-  // Working directory; empty means the host's.
+  // Working directory; empty means the host's. With run_as, entered as that
+  // user.
   std::string working_dir;
+  // Pins the executable to a SHA-256: "sha256:<64 hex digits>" (sha256sum's
+  // output). Launch opens and hashes the file, then executes that open file
+  // (execveat), so a file swapped in at the path afterwards never runs. A
+  // mismatch fails the launch (and, when supervised, marks the plugin
+  // failed without retrying) with FAILED_PRECONDITION giving both hashes.
+  // A `#!` script works too; its interpreter reads it from /dev/fd/N (its
+  // $0) and is not itself pinned. Default: empty, no pin.
+  std::string executable_sha256;
+  // Resource limits set in the plugin before exec (address space, open
+  // files, CPU seconds, processes); see broker::ResourceLimits. Default:
+  // none. A supervised plugin over a limit is restarted like any crash.
+  broker::ResourceLimits limits;
+  // Run the plugin as another user and group; only when the host runs as
+  // root (FAILED_PRECONDITION otherwise). Build it with
+  // plugd::LookUpRunAs("nobody", ""). The plugin then listens in a socket
+  // directory of its own (see broker::LaunchOptions::run_as). Default:
+  // unset, the host's own ids.
+  std::optional<broker::RunAs> run_as;
   // Application protocol versions this host speaks with the plugin. Default
   // {1}. Launch fails with FAILED_PRECONDITION when none is in common.
   std::vector<uint32_t> protocol_versions = {1};
