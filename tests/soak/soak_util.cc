@@ -326,6 +326,70 @@ int64_t RssKb(pid_t pid) {
   return -1;
 }
 
+namespace {
+
+// utime + stime of a /proc/.../stat file, and its comm.
+absl::Duration StatCpu(const std::string& path, std::string* comm) {
+  std::string text = ReadWhole(path);
+  size_t open = text.find('(');
+  size_t close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos ||
+      close + 2 >= text.size()) {
+    return absl::ZeroDuration();
+  }
+  if (comm != nullptr) *comm = text.substr(open + 1, close - open - 1);
+  // Fields after ")": state(3) ppid pgrp session tty tpgid flags minflt
+  // cminflt majflt cmajflt utime(14) stime(15).
+  std::vector<std::string> f;
+  size_t pos = close + 2;
+  while (pos < text.size() && f.size() < 13) {
+    size_t sp = text.find(' ', pos);
+    if (sp == std::string::npos) sp = text.size();
+    f.push_back(text.substr(pos, sp - pos));
+    pos = sp + 1;
+  }
+  int64_t utime = 0, stime = 0;
+  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) ||
+      !absl::SimpleAtoi(f[12], &stime)) {
+    return absl::ZeroDuration();
+  }
+  static const int64_t kTicks = ::sysconf(_SC_CLK_TCK);
+  return absl::Milliseconds((utime + stime) * 1000 / kTicks);
+}
+
+}  // namespace
+
+CpuUse ReadCpu(pid_t pid) {
+  CpuUse use;
+  use.process = StatCpu(absl::StrCat("/proc/", pid, "/stat"), nullptr);
+  DIR* dir = ::opendir(absl::StrCat("/proc/", pid, "/task").c_str());
+  if (dir == nullptr) return use;
+  while (dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::string comm;
+    absl::Duration t = StatCpu(
+        absl::StrCat("/proc/", pid, "/task/", entry->d_name, "/stat"), &comm);
+    if (t > use.busiest_thread) {
+      use.busiest_thread = t;
+      use.busiest_name = absl::StrCat(comm, " (tid ", entry->d_name, ")");
+    }
+  }
+  ::closedir(dir);
+  return use;
+}
+
+std::string CpuText(const CpuUse& before, const CpuUse& after,
+                    absl::Duration wall) {
+  const absl::Duration used = after.process - before.process;
+  return absl::StrFormat(
+      "%.1f s of %.0f s wall (%.0f%% of one core); busiest thread %s: %.1f s "
+      "in all",
+      absl::ToDoubleSeconds(used), absl::ToDoubleSeconds(wall),
+      100 * absl::ToDoubleSeconds(used) /
+          std::max(0.001, absl::ToDoubleSeconds(wall)),
+      after.busiest_name, absl::ToDoubleSeconds(after.busiest_thread));
+}
+
 bool Alive(pid_t pid) {
   std::string text = ReadWhole(absl::StrCat("/proc/", pid, "/stat"));
   size_t close = text.rfind(')');

@@ -140,6 +140,17 @@ std::vector<ProcInfo> Descendants(const std::vector<ProcInfo>& all, pid_t root);
 int FdCount(pid_t pid);
 // VmRSS of `pid` in KiB; -1 if unreadable.
 int64_t RssKb(pid_t pid);
+// CPU time (user + system) used so far by process `pid`, and by its busiest
+// thread (with the thread's name); zero if unreadable.
+struct CpuUse {
+  absl::Duration process;
+  absl::Duration busiest_thread;
+  std::string busiest_name;
+};
+CpuUse ReadCpu(pid_t pid);
+// "3.2 s of 20 s (16%); busiest thread plugd-loop 2.9 s"
+std::string CpuText(const CpuUse& before, const CpuUse& after,
+                    absl::Duration wall);
 // True while `pid` exists and is not a zombie.
 bool Alive(pid_t pid);
 // Reaps every exited child (this process is a child subreaper, so orphans
