@@ -3,13 +3,16 @@
 #   make test   install what is missing, build, run the whole test suite
 # Other targets: make setup | build | fuzz | clean
 #   make fuzz FUZZ_SECONDS=600 TARGET=all   long libFuzzer runs (docs/fuzzing.md)
+#   make soak SOAK_FLAGS="--fault_duration=10m"  the broker under faults
+#                                           (docs/reliability.md; not in make test)
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 600
 TARGET ?= all
 CMAKE_FLAGS ?=
+SOAK_FLAGS ?=
 
-.PHONY: all setup configure build demo test fuzz clean
+.PHONY: all setup configure build demo test fuzz soak clean
 
 all: build
 
@@ -30,6 +33,9 @@ test: build
 
 fuzz: build
 	@tools/fuzz.sh $(BUILD_DIR)/fuzz-clang/bin $(BUILD_DIR)/fuzz-work $(TARGET) $(FUZZ_SECONDS)
+
+soak: build
+	@$(BUILD_DIR)/bin/plugd-soak $(SOAK_FLAGS)
 
 clean:
 	rm -rf $(BUILD_DIR)

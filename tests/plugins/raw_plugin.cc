@@ -35,6 +35,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grpc/grpc.h>
+//   slow-handshake        waits --delay-ms=N (default 1000) before listening
+//                         and hand-shaking, then serves like ok
+//   exit-after            serves like ok, then exits with --code=C (default
+//                         1) --delay-ms=N (default 100) after the handshake
+//   garbage-after-handshake
+//                         after the handshake, writes lines of binary garbage
+//                         (invalid UTF-8, NULs, control bytes, a 100 KiB
+//                         line) to stdout, then serves like ok
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -51,6 +59,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "plugd/common/protocol.h"
@@ -61,6 +70,8 @@ namespace {
 std::string g_mode = "ok";
 bool g_strict = false;
 std::atomic<bool> g_shutdown_called{false};
+int64_t g_delay_ms = -1;  // --delay-ms; -1: the mode's default
+int g_code = 1;           // --code
 absl::Notification g_shutdown;
 absl::Notification g_health_checked;
 std::atomic<bool> g_stop_flood{false};
@@ -172,6 +183,10 @@ int main(int argc, char** argv) {
     std::string arg = argv[i];
     if (arg.rfind("--mode=", 0) == 0) g_mode = arg.substr(7);
     if (arg == "--strict") g_strict = true;
+    if (arg.rfind("--delay-ms=", 0) == 0) {
+      absl::SimpleAtoi(arg.substr(11), &g_delay_ms);
+    }
+    if (arg.rfind("--code=", 0) == 0) absl::SimpleAtoi(arg.substr(7), &g_code);
   }
   const char* cookie = std::getenv(plugd::kEnvMagicCookieKey);
   if ((cookie == nullptr ||
@@ -240,6 +255,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (g_mode == "ignore-term") ::signal(SIGTERM, SIG_IGN);
+  if (g_mode == "slow-handshake") {
+    absl::SleepFor(absl::Milliseconds(g_delay_ms >= 0 ? g_delay_ms : 1000));
+  }
 
   HealthService health;
   ControlService control(app_version);
@@ -295,6 +313,17 @@ int main(int argc, char** argv) {
   } else if (g_mode == "longline") {
     WriteAll(STDERR_FILENO, std::string(1 << 20, 'x') + "\n");
     WriteAll(STDERR_FILENO, "after the long line\n");
+  } else if (g_mode == "exit-after") {
+    absl::SleepFor(absl::Milliseconds(g_delay_ms >= 0 ? g_delay_ms : 100));
+    WriteAll(STDERR_FILENO, absl::StrCat("exiting with code ", g_code, "\n"));
+    std::_Exit(g_code);
+  } else if (g_mode == "garbage-after-handshake") {
+    std::string garbage;
+    for (int i = 0; i < 256; ++i) garbage.push_back(static_cast<char>(i));
+    garbage += "\n\xff\xfe\xc3\x28 not utf-8 \x00\x01\x1b[31m\r\n";
+    garbage += std::string(100 * 1024, '\x80') + "\n";
+    garbage += "{\"level\":\"error\",\"msg\":\x00\xff}\n[ERROR\n\n\n";
+    WriteAll(STDOUT_FILENO, garbage);
   } else if (g_mode == "exit-after-handshake") {
     g_health_checked.WaitForNotification();
     server->Shutdown(std::chrono::system_clock::now() +

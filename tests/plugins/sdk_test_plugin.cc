@@ -10,8 +10,16 @@
 //                      memory after N MiB" and aborts, like a plugin whose
 //                      allocator gives up; returns MIB if it all fit
 //   burn_cpu           spins until killed (RLIMIT_CPU); never returns
+//   garbage N          writes N chunks of binary garbage (invalid UTF-8,
+//                      NULs, control bytes, a 64 KiB line) to stdout
+//   flood_stderr BYTES writes about BYTES of stderr lines as fast as the pipe
+//                      takes them, then returns how many it wrote
+//   exit CODE MS       answers, then exits with CODE after MS milliseconds
 // Flags:
 //   --crash-if-exists PATH  exit 3 before serving if PATH exists
+//   --slow-start-file PATH  if PATH exists: read a number of milliseconds
+//                           from it, delete it, and wait that long before
+//                           serving (a slow handshake, once)
 //   --flood                 after start, a thread writes stderr lines as fast
 //                           as it can
 #include <signal.h>
@@ -20,6 +28,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +36,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "plugd/common/status.h"
 #include "plugd/common/value.h"
 #include "plugd/sdk/plugin.h"
@@ -50,6 +61,17 @@ void Flood() {
   }
 }
 
+bool WriteAll(int fd, const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -61,6 +83,17 @@ int main(int argc, char** argv) {
       if (stat(argv[++i], &st) == 0) {
         fprintf(stderr, "crash: %s exists\n", argv[i]);
         return 3;
+      }
+    } else if (arg == "--slow-start-file" && i + 1 < argc) {
+      const char* path = argv[++i];
+      FILE* f = fopen(path, "r");
+      if (f != nullptr) {
+        long ms = 0;  // NOLINT(runtime/int): fscanf's %ld
+        if (fscanf(f, "%ld", &ms) != 1) ms = 0;
+        fclose(f);
+        unlink(path);
+        fprintf(stderr, "slow start: waiting %ld ms before serving\n", ms);
+        absl::SleepFor(absl::Milliseconds(ms));
       }
     } else if (arg == "--flood") {
       flood = true;
@@ -147,6 +180,55 @@ int main(int argc, char** argv) {
                         volatile uint64_t n = 0;
                         for (;;) n = n + 1;
                       }});
+      {.name = "garbage",
+       .help = "garbage N: writes N chunks of binary garbage to stdout",
+       .params = {Param::Required("n", Kind::kNumber)},
+       .impl = [](const plugd::sdk::Args& args)
+           -> absl::StatusOr<google::protobuf::Value> {
+         PLUGD_ASSIGN_OR_RETURN(double n, args.Number(0));
+         std::string chunk;
+         for (int i = 0; i < 256; ++i) chunk.push_back(static_cast<char>(i));
+         chunk += "\n\xff\xfe\xc3\x28 not utf-8 \x00\x1b[31m\r\n";
+         chunk += std::string(64 * 1024, '\xc0') + "\n";
+         chunk += "{\"level\":\"error\",\"msg\":\x00}\n[WARN\n\n";
+         for (int i = 0; i < static_cast<int>(n); ++i) {
+           if (!WriteAll(1, chunk)) {
+             return absl::InternalError("garbage: stdout is closed");
+           }
+         }
+         return google::protobuf::Value();
+       }});
+  plugin.AddFunction(
+      {.name = "flood_stderr",
+       .help = "flood_stderr BYTES: writes about BYTES of stderr lines",
+       .params = {Param::Required("bytes", Kind::kNumber)},
+       .impl = [](const plugd::sdk::Args& args)
+           -> absl::StatusOr<google::protobuf::Value> {
+         PLUGD_ASSIGN_OR_RETURN(double bytes, args.Number(0));
+         const std::string pad(200, 'f');
+         double written = 0;
+         for (uint64_t i = 0; written < bytes; ++i) {
+           std::string line = absl::StrCat("[INFO] flood ", i, " ", pad, "\n");
+           if (!WriteAll(2, line)) break;
+           written += static_cast<double>(line.size());
+         }
+         return plugd::NumberValue(written);
+       }});
+  plugin.AddFunction(
+      {.name = "exit",
+       .help = "exit CODE MS: answers, then exits with CODE after MS ms",
+       .params = {Param::Required("code", Kind::kNumber),
+                  Param::Required("ms", Kind::kNumber)},
+       .impl = [](const plugd::sdk::Args& args)
+           -> absl::StatusOr<google::protobuf::Value> {
+         PLUGD_ASSIGN_OR_RETURN(double code, args.Number(0));
+         PLUGD_ASSIGN_OR_RETURN(double ms, args.Number(1));
+         std::thread([code, ms] {
+           absl::SleepFor(absl::Milliseconds(ms));
+           std::_Exit(static_cast<int>(code));
+         }).detach();
+         return google::protobuf::Value();
+       }});
   std::thread flooder;
   if (flood) {
     plugin.OnStart([&flooder]() {
