@@ -2,6 +2,7 @@
 #   make demo   install what is missing, build, run the demo
 #   make test   install what is missing, build, run the whole test suite
 # Other targets: make setup | build | fuzz | clean
+#   make bench   the benchmark table (docs/benchmarks.md); BENCH_QUICK=1 for a smoke
 #   make fuzz FUZZ_SECONDS=600 TARGET=all   long libFuzzer runs (docs/fuzzing.md)
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
@@ -30,6 +31,11 @@ test: build
 
 fuzz: build
 	@tools/fuzz.sh $(BUILD_DIR)/fuzz-clang/bin $(BUILD_DIR)/fuzz-work $(TARGET) $(FUZZ_SECONDS)
+
+bench: build
+	@$(BUILD_DIR)/bin/plugd-bench $(BENCH_FLAGS)
+
+.PHONY: bench
 
 clean:
 	rm -rf $(BUILD_DIR)
