@@ -54,8 +54,10 @@ void RunScale(Context& ctx);
 void RunCallgrind(Context& ctx);
 
 // The client loop run under valgrind by RunCallgrind:
-//   plugd-bench --callgrind-client=plugd|grpc --calls=N
-int CallgrindClientMain(const std::string& kind, int calls);
+//   plugd-bench --callgrind-client=plugd|grpc --calls=N --broker=ADDR
+// (plugd: attaches to plugin "echo" of the plugd daemon at ADDR).
+int CallgrindClientMain(const std::string& kind, const std::string& broker,
+                        int calls);
 
 // The go-plugin peer host, when the perf branch built it.
 std::string GoPluginHost();

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   options.quick = quick != nullptr && *quick != '\0' && std::string(quick) != "0";
   std::string callgrind_client;
   int calls = 1000;
+  std::string broker;
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
     if (arg == "--quick") {
@@ -78,6 +79,8 @@ int main(int argc, char** argv) {
       options.markdown_file = std::string(arg);
     } else if (absl::ConsumePrefix(&arg, "--callgrind-client=")) {
       callgrind_client = std::string(arg);
+    } else if (absl::ConsumePrefix(&arg, "--broker=")) {
+      broker = std::string(arg);
     } else if (absl::ConsumePrefix(&arg, "--calls=")) {
       if (!absl::SimpleAtoi(arg, &calls) || calls < 1) {
         std::fprintf(stderr, "plugd-bench: --calls wants a positive number\n");
@@ -104,7 +107,7 @@ int main(int argc, char** argv) {
   // Plugins' and plugd's own log lines would drown the table.
   plugd::log::SetMinLevel(plugd::log::Level::kError);
   if (!callgrind_client.empty()) {
-    return plugd::bench::CallgrindClientMain(callgrind_client, calls);
+    return plugd::bench::CallgrindClientMain(callgrind_client, broker, calls);
   }
 
   plugd::bench::Context ctx;
