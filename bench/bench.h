@@ -4,6 +4,7 @@
 #ifndef PLUGD_BENCH_BENCH_H_
 #define PLUGD_BENCH_BENCH_H_
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -38,7 +39,11 @@ struct Context {
     return options.only.empty() || options.only.count(group) > 0;
   }
   // n in full mode, quick in quick mode.
-  int Count(int n, int quick) const { return options.quick ? quick : n; }
+  // (--smoke halves the quick count, at least 1.)
+  int Count(int n, int quick) const {
+    if (options.smoke) return std::max(1, quick / 2);
+    return options.quick ? quick : n;
+  }
 };
 
 // 1 call latency, 2 throughput, 3 the peer comparison's call figures

@@ -32,7 +32,8 @@ absl::StatusOr<double> TotalInstructions(const std::string& file) {
   double total = -1;
   while (std::getline(in, line)) {
     absl::string_view v = line;
-    if (absl::ConsumePrefix(&v, "summary:") || absl::ConsumePrefix(&v, "totals:")) {
+    if (absl::ConsumePrefix(&v, "summary:") ||
+        absl::ConsumePrefix(&v, "totals:")) {
       double n = 0;
       if (absl::SimpleAtod(absl::StripAsciiWhitespace(v), &n)) total = n;
     }
@@ -61,9 +62,9 @@ absl::StatusOr<double> ClientRun(Context& ctx, const std::string& kind,
   std::string printed = (*child)->ReadAll(absl::Seconds(600));
   std::optional<int> status = (*child)->Wait(absl::Seconds(60));
   if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
-    return absl::InternalError(absl::StrCat(
-        "the callgrind client (", kind, ") failed: ", printed, "; see ",
-        ctx.tmp.File("valgrind.log")));
+    return absl::InternalError(absl::StrCat("the callgrind client (", kind,
+                                            ") failed: ", printed, "; see ",
+                                            ctx.tmp.File("valgrind.log")));
   }
   return TotalInstructions(out);
 }
@@ -92,7 +93,8 @@ absl::StatusOr<double> ServerRun(Context& ctx, host::Host& host,
     absl::StatusOr<host::ExitStatus> exit = (*plugin)->Stop();
     if (!error.empty()) return absl::UnavailableError(error);
     if (!exit.ok() || !exit->success()) {
-      return absl::InternalError("plugd-echo under callgrind did not exit cleanly");
+      return absl::InternalError(
+          "plugd-echo under callgrind did not exit cleanly");
     }
   } else {
     const std::string socket = ctx.tmp.File(absl::StrCat("cg", calls, ".sock"));
@@ -104,7 +106,8 @@ absl::StatusOr<double> ServerRun(Context& ctx, host::Host& host,
     if (!child.ok()) return child.status();
     absl::StatusOr<std::string> line = (*child)->ReadLine(absl::Seconds(120));
     if (!line.ok() || *line != "READY") {
-      return absl::UnavailableError("bench-echo-server under callgrind did not start");
+      return absl::UnavailableError(
+          "bench-echo-server under callgrind did not start");
     }
     GrpcTarget target(PlugdSettingsChannel("unix:" + socket));
     for (int i = 0; i < 20 + calls; ++i) {
@@ -147,7 +150,8 @@ int CallgrindClientMain(const std::string& kind, const std::string& broker,
         StartEchoServer("grpc-plugd", socket);
     if (!s.ok()) return 1;
     server = std::move(*s);
-    target = std::make_unique<GrpcTarget>(PlugdSettingsChannel("unix:" + socket));
+    target =
+        std::make_unique<GrpcTarget>(PlugdSettingsChannel("unix:" + socket));
   } else {
     std::printf("--callgrind-client must be plugd or grpc\n");
     return 2;
@@ -172,7 +176,8 @@ void RunCallgrind(Context& ctx) {
     return;
   }
   const int n = ctx.options.smoke ? 50 : ctx.Count(2000, 200);
-  auto per_call = [&](auto run, const std::string& kind) -> absl::StatusOr<double> {
+  auto per_call = [&](auto run,
+                      const std::string& kind) -> absl::StatusOr<double> {
     absl::StatusOr<double> a = run(kind, n);
     if (!a.ok()) return a.status();
     absl::StatusOr<double> b = run(kind, 2 * n);
@@ -183,10 +188,12 @@ void RunCallgrind(Context& ctx) {
   const std::string dir = ctx.tmp.File("cg");
   mkdir(dir.c_str(), 0700);
   absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(
-      dir, absl::StrCat("  - name: echo\n    command: [", Bin("plugd-echo"), "]\n"),
+      dir,
+      absl::StrCat("  - name: echo\n    command: [", Bin("plugd-echo"), "]\n"),
       100);
   if (!daemon.ok()) {
-    report.Skip(sc, "instructions per call", std::string(daemon.status().message()));
+    report.Skip(sc, "instructions per call",
+                std::string(daemon.status().message()));
     return;
   }
   const std::string broker = (*daemon)->admin();
@@ -196,7 +203,8 @@ void RunCallgrind(Context& ctx) {
   auto add = [&](const std::string& side, absl::StatusOr<double> plugd,
                  absl::StatusOr<double> grpc) {
     if (!plugd.ok() || !grpc.ok()) {
-      report.Skip(sc, side, std::string((plugd.ok() ? grpc : plugd).status().message()));
+      report.Skip(sc, side,
+                  std::string((plugd.ok() ? grpc : plugd).status().message()));
       return;
     }
     Row row;

@@ -19,6 +19,7 @@ constexpr size_t kPayloads[] = {64, 4 << 10, 64 << 10, 1 << 20};
 // Calls per target and payload (full mode); quick mode divides by 10.
 int CallsFor(const Context& ctx, size_t payload) {
   int n = payload >= (1 << 20) ? 300 : payload >= (64 << 10) ? 1500 : 4000;
+  if (ctx.options.smoke) return std::max(10, n / 100);
   return ctx.options.quick ? std::max(20, n / 20) : n;
 }
 
@@ -130,17 +131,17 @@ absl::StatusOr<std::map<std::string, double>> RunGoPluginHost(
   } else {
     unset.push_back("GOMAXPROCS");
   }
-  absl::StatusOr<std::unique_ptr<Child>> child = Child::Start(
-      {GoPluginHost(), "--plugin", GoPluginEcho(), "--mode", mode, "--payload",
-       absl::StrCat(payload), "--calls", absl::StrCat(calls), "--inflight",
-       absl::StrCat(inflight)},
-      env, "", unset);
+  absl::StatusOr<std::unique_ptr<Child>> child =
+      Child::Start({GoPluginHost(), "--plugin", GoPluginEcho(), "--mode", mode,
+                    "--payload", absl::StrCat(payload), "--calls",
+                    absl::StrCat(calls), "--inflight", absl::StrCat(inflight)},
+                   env, "", unset);
   if (!child.ok()) return child.status();
   std::string out = (*child)->ReadAll(absl::Seconds(300));
   std::optional<int> status = (*child)->Wait(absl::Seconds(30));
   if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
-    return absl::InternalError(absl::StrCat(
-        "bench-goplugin-host --mode ", mode, " failed; it printed: ", out));
+    return absl::InternalError(absl::StrCat("bench-goplugin-host --mode ", mode,
+                                            " failed; it printed: ", out));
   }
   std::map<std::string, double> fields;
   static const std::regex kField(R"re("(\w+)"\s*:\s*(-?[0-9.eE+-]+))re");
@@ -149,8 +150,8 @@ absl::StatusOr<std::map<std::string, double>> RunGoPluginHost(
     fields[(*it)[1]] = std::stod((*it)[2]);
   }
   if (fields.empty()) {
-    return absl::InternalError(absl::StrCat(
-        "bench-goplugin-host printed no JSON figures: ", out));
+    return absl::InternalError(
+        absl::StrCat("bench-goplugin-host printed no JSON figures: ", out));
   }
   return fields;
 }
@@ -165,15 +166,16 @@ void RunCalls(Context& ctx) {
   }
   auto launch = [&](const std::string& name, std::vector<std::string> command,
                     bool supervised) -> std::shared_ptr<host::Plugin> {
-    absl::StatusOr<std::shared_ptr<host::Plugin>> p =
-        (*host)->Launch(EchoPluginOptions(name, std::move(command), supervised));
+    absl::StatusOr<std::shared_ptr<host::Plugin>> p = (*host)->Launch(
+        EchoPluginOptions(name, std::move(command), supervised));
     if (!p.ok()) {
       report.Skip("1 latency", name, std::string(p.status().message()));
       return nullptr;
     }
     return *p;
   };
-  std::shared_ptr<host::Plugin> plugd = launch("echo", {Bin("plugd-echo")}, true);
+  std::shared_ptr<host::Plugin> plugd =
+      launch("echo", {Bin("plugd-echo")}, true);
   std::shared_ptr<host::Plugin> plugd_bare =
       launch("echo-unsupervised", {Bin("plugd-echo")}, false);
   std::shared_ptr<host::Plugin> plugd_nofn =
@@ -212,8 +214,9 @@ void RunCalls(Context& ctx) {
     const std::string payload = Payload(size);
     const std::string sz = SizeName(size);
     std::string error;
-    std::vector<EchoTarget*> targets = {&t_plugd,   &t_grpc,       &t_default,
-                                        raw->get(), &t_plugd_bare, &t_plugd_nofn};
+    std::vector<EchoTarget*> targets = {&t_plugd,      &t_grpc,
+                                        &t_default,    raw->get(),
+                                        &t_plugd_bare, &t_plugd_nofn};
     std::vector<Samples> s =
         MeasureLatency(targets, payload, CallsFor(ctx, size), rounds, &error);
     if (s.empty()) {
@@ -250,8 +253,8 @@ void RunCalls(Context& ctx) {
                                    : std::vector<size_t>{}) {
     const std::string payload = Payload(size);
     std::string error;
-    std::vector<Samples> s = MeasureLatency({&t_dynamic, &t_plugd}, payload,
-                                            CallsFor(ctx, size), rounds, &error);
+    std::vector<Samples> s = MeasureLatency(
+        {&t_dynamic, &t_plugd}, payload, CallsFor(ctx, size), rounds, &error);
     if (s.empty()) {
       report.Skip(sc, "dynamic call " + SizeName(size), error);
       continue;
@@ -267,10 +270,10 @@ void RunCalls(Context& ctx) {
     const int calls = ctx.Count(20000, 1000);
     for (int inflight : {1, 2, 8, 32}) {
       std::string error;
-      double p = MeasureThroughput(plugd->channel(), inflight, calls, payload,
-                                   &error);
-      double g = MeasureThroughput(t_grpc.channel(), inflight, calls, payload,
-                                   &error);
+      double p =
+          MeasureThroughput(plugd->channel(), inflight, calls, payload, &error);
+      double g =
+          MeasureThroughput(t_grpc.channel(), inflight, calls, payload, &error);
       double d = MeasureThroughput(t_default.channel(), inflight, calls,
                                    payload, &error);
       if (p == 0 || g == 0 || d == 0) {
@@ -300,8 +303,7 @@ void RunCalls(Context& ctx) {
                 "build/bin/bench-goplugin-host not built");
   } else {
     for (bool one : {false, true}) {
-      const std::string procs =
-          one ? "GOMAXPROCS=1" : "GOMAXPROCS default";
+      const std::string procs = one ? "GOMAXPROCS=1" : "GOMAXPROCS default";
       for (size_t size : kPayloads) {
         const std::string payload = Payload(size);
         const int calls = CallsFor(ctx, size);
@@ -324,8 +326,8 @@ void RunCalls(Context& ctx) {
       }
       const int calls = ctx.Count(20000, 1000);
       std::string error;
-      double p = MeasureThroughput(plugd->channel(), 8, calls, Payload(64),
-                                   &error);
+      double p =
+          MeasureThroughput(plugd->channel(), 8, calls, Payload(64), &error);
       auto go = RunGoPluginHost("throughput", 64, calls, 8, one);
       if (p == 0 || !go.ok()) {
         report.Skip(sc3, "go-plugin throughput",
@@ -355,12 +357,12 @@ void RunCalls(Context& ctx) {
                   std::string(p.status().message()));
       continue;
     }
-    GrpcTarget t(( *p)->channel());
+    GrpcTarget t((*p)->channel());
     for (size_t size : {size_t{64}, size_t{64 << 10}}) {
       std::string error;
-      std::vector<Samples> s = MeasureLatency(
-          {&t, &t_plugd}, Payload(size), CallsFor(ctx, size) / 2, rounds,
-          &error);
+      std::vector<Samples> s =
+          MeasureLatency({&t, &t_plugd}, Payload(size), CallsFor(ctx, size) / 2,
+                         rounds, &error);
       if (s.empty()) {
         report.Skip(sc3, name + " plugin latency", error);
         continue;

@@ -42,9 +42,9 @@ absl::StatusOr<std::unique_ptr<Child>> StartEchoServer(
   if (!child.ok()) return child.status();
   absl::StatusOr<std::string> line = (*child)->ReadLine(absl::Seconds(30));
   if (!line.ok() || *line != "READY") {
-    return absl::UnavailableError(absl::StrCat(
-        "bench-echo-server --mode ", mode, " did not start: ",
-        line.ok() ? *line : std::string(line.status().message())));
+    return absl::UnavailableError(
+        absl::StrCat("bench-echo-server --mode ", mode, " did not start: ",
+                     line.ok() ? *line : std::string(line.status().message())));
   }
   return child;
 }

@@ -42,8 +42,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(
   unlink(notify_path.c_str());
   if (notify < 0 ||
       bind(notify, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return absl::InternalError(absl::StrCat("cannot bind ", notify_path, ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot bind ", notify_path, ": ", std::strerror(errno)));
   }
   d->start_time_ = absl::Now();
   absl::StatusOr<std::unique_ptr<Child>> child =

@@ -108,7 +108,8 @@ int main(int argc, char** argv) {
   if (mode != "grpc-plugd" && mode != "grpc-default" && mode != "raw") {
     return Usage("--mode must be grpc-plugd, grpc-default or raw");
   }
-  if (socket_path.empty() || socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+  if (socket_path.empty() ||
+      socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return Usage("--socket PATH is required (at most 107 bytes)");
   }
   unlink(socket_path.c_str());

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <limits>
 #include <cstdio>
+#include <limits>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -193,11 +193,14 @@ void RunRecovery(Context& ctx) {
   // restart", without delay; max_restarts 0: no intensity limit.
   const std::string yaml = absl::StrCat(
       "  - name: echo\n"
-      "    command: [", Bin("plugd-echo"), "]\n"
+      "    command: [",
+      Bin("plugd-echo"),
+      "]\n"
       "    restart: always\n"
       "    max_restarts: 0\n"
       "    restart_window: 100ms\n");
-  absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(dir, yaml, 10000);
+  absl::StatusOr<std::unique_ptr<Daemon>> daemon =
+      Daemon::Start(dir, yaml, 10000);
   if (!daemon.ok()) {
     report.Skip(sc5, "all", std::string(daemon.status().message()));
     return;
@@ -251,13 +254,13 @@ void RunRecovery(Context& ctx) {
     const int64_t t1 = NowNanos();
     if (!ok) ++failed;
     first_call.Add(static_cast<double>(t1 - t0) / 1e6);
-    int exited = events.WaitFor(mark, is(v1::EVENT_TYPE_EXITED, pid),
-                                absl::Seconds(10));
+    int exited =
+        events.WaitFor(mark, is(v1::EVENT_TYPE_EXITED, pid), absl::Seconds(10));
     if (exited >= 0) {
       detect.Add(absl::ToDoubleMilliseconds(
           FromTimestamp(events.At(exited).time()) - killed));
-      int up = events.WaitFor(exited, is(v1::EVENT_TYPE_READY),
-                              absl::Seconds(10));
+      int up =
+          events.WaitFor(exited, is(v1::EVENT_TYPE_READY), absl::Seconds(10));
       if (up >= 0) {
         ready.Add(absl::ToDoubleMilliseconds(
             FromTimestamp(events.At(up).time()) - killed));
@@ -272,16 +275,14 @@ void RunRecovery(Context& ctx) {
                      "SIGKILL -> pidfd readable here (floor)",
                      own_view.Median(), Goal::kValueAtMost, 1.0));
     report.Add(MsRow(sc5, "SIGKILL -> exited event, max", detect.Max(),
-                     "SIGKILL -> pidfd readable here (floor)",
-                     own_view.Max()));
-    const double cold = ctx.figures.count("cold_cpp_ms")
-                            ? ctx.figures["cold_cpp_ms"]
-                            : 0;
+                     "SIGKILL -> pidfd readable here (floor)", own_view.Max()));
+    const double cold =
+        ctx.figures.count("cold_cpp_ms") ? ctx.figures["cold_cpp_ms"] : 0;
     report.Add(MsRow(sc5, "SIGKILL -> first successful call, p50",
                      first_call.Median(), cold > 0 ? "C++ cold start (4)" : "",
                      cold, Goal::kValueAtMost, 50));
-    report.Add(MsRow(sc5, "SIGKILL -> first successful call, max",
-                     first_call.Max()));
+    report.Add(
+        MsRow(sc5, "SIGKILL -> first successful call, max", first_call.Max()));
     report.Add(MsRow(sc5, "SIGKILL -> ready event, p50", ready.Median()));
     Row f;
     f.scenario = sc5;
@@ -321,9 +322,8 @@ void RunRecovery(Context& ctx) {
     kill(pid, SIGKILL);
     int exited =
         events.WaitFor(mark, is(v1::EVENT_TYPE_EXITED, pid), absl::Seconds(10));
-    if (exited < 0 ||
-        events.WaitFor(exited, is(v1::EVENT_TYPE_READY), absl::Seconds(10)) <
-            0) {
+    if (exited < 0 || events.WaitFor(exited, is(v1::EVENT_TYPE_READY),
+                                     absl::Seconds(10)) < 0) {
       break;
     }
   }

@@ -39,10 +39,8 @@ std::string FirstLine(const std::string& file, const std::string& prefix) {
   std::string line;
   while (std::getline(in, line)) {
     if (absl::StartsWith(line, prefix)) {
-      return std::string(absl::StripAsciiWhitespace(
-          line.substr(line.find(':') == std::string::npos
-                          ? 0
-                          : line.find(':') + 1)));
+      return std::string(absl::StripAsciiWhitespace(line.substr(
+          line.find(':') == std::string::npos ? 0 : line.find(':') + 1)));
     }
   }
   return "";
@@ -61,7 +59,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   plugd::bench::Options options;
   const char* quick = std::getenv("BENCH_QUICK");
-  options.quick = quick != nullptr && *quick != '\0' && std::string(quick) != "0";
+  options.quick =
+      quick != nullptr && *quick != '\0' && std::string(quick) != "0";
   std::string callgrind_client;
   int calls = 1000;
   std::string broker;
@@ -112,8 +111,8 @@ int main(int argc, char** argv) {
 
   plugd::bench::Context ctx;
   ctx.options = options;
-  const std::string started = absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(),
-                                               absl::UTCTimeZone());
+  const std::string started =
+      absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(), absl::UTCTimeZone());
   const std::string cpu = FirstLine("/proc/cpuinfo", "model name");
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
   const std::string load_start = LoadAverage();
@@ -133,11 +132,11 @@ int main(int argc, char** argv) {
       static_cast<double>(plugd::bench::NowNanos() - t0) / 60e9;
 
   ctx.report.SortByScenario();
-  std::string header = absl::StrCat(
-      "plugd-bench ", started, "; ", cores, " CPUs (", cpu,
-      "); load average at start ", load_start, ", at end ", LoadAverage(),
-      "; ", absl::StrFormat("%.1f", minutes), " min",
-      options.quick ? "; quick mode" : "");
+  std::string header =
+      absl::StrCat("plugd-bench ", started, "; ", cores, " CPUs (", cpu,
+                   "); load average at start ", load_start, ", at end ",
+                   LoadAverage(), "; ", absl::StrFormat("%.1f", minutes),
+                   " min", options.quick ? "; quick mode" : "");
   std::printf("\n%s\n\n", header.c_str());
   std::printf("%s", ctx.report.Text().c_str());
   std::printf("\nplugd-bench: table complete (%d met, %d missed)\n",

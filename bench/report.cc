@@ -111,14 +111,14 @@ std::string Report::Text() const {
                    "ratio", "target", "verdict"});
   for (const Row& row : rows_) {
     std::optional<double> r = Ratio(row);
-    cells.push_back(
-        {row.scenario, row.figure,
-         row.skipped ? "-" : ValueText(row.value, row.unit), row.baseline,
-         row.baseline.empty() || row.skipped
-             ? ""
-             : ValueText(row.baseline_value, row.unit),
-         r ? absl::StrFormat("%.2fx", *r) : "", TargetText(row),
-         row.skipped ? "skipped: " + row.note : Verdict(row)});
+    cells.push_back({row.scenario, row.figure,
+                     row.skipped ? "-" : ValueText(row.value, row.unit),
+                     row.baseline,
+                     row.baseline.empty() || row.skipped
+                         ? ""
+                         : ValueText(row.baseline_value, row.unit),
+                     r ? absl::StrFormat("%.2fx", *r) : "", TargetText(row),
+                     row.skipped ? "skipped: " + row.note : Verdict(row)});
   }
   std::vector<size_t> width(cells[0].size(), 0);
   for (const auto& line : cells) {
@@ -156,15 +156,14 @@ std::string Report::Markdown() const {
     if (!row.skipped && !row.note.empty()) {
       absl::StrAppend(&verdict, verdict.empty() ? "" : " — ", row.note);
     }
-    absl::StrAppend(
-        &out, "| ", row.scenario, " | ", row.figure, " | ",
-        row.skipped ? "-" : ValueText(row.value, row.unit), " | ",
-        row.baseline, " | ",
-        row.baseline.empty() || row.skipped
-            ? ""
-            : ValueText(row.baseline_value, row.unit),
-        " | ", r ? absl::StrFormat("%.2f×", *r) : "", " | ", TargetText(row),
-        " | ", verdict, " |\n");
+    absl::StrAppend(&out, "| ", row.scenario, " | ", row.figure, " | ",
+                    row.skipped ? "-" : ValueText(row.value, row.unit), " | ",
+                    row.baseline, " | ",
+                    row.baseline.empty() || row.skipped
+                        ? ""
+                        : ValueText(row.baseline_value, row.unit),
+                    " | ", r ? absl::StrFormat("%.2f×", *r) : "", " | ",
+                    TargetText(row), " | ", verdict, " |\n");
   }
   return out;
 }
@@ -176,15 +175,15 @@ void Report::SortByScenario() {
 }
 
 int Report::missed() const {
-  return static_cast<int>(std::count_if(rows_.begin(), rows_.end(), [](const Row& r) {
-    return Verdict(r) == "MISSED";
-  }));
+  return static_cast<int>(
+      std::count_if(rows_.begin(), rows_.end(),
+                    [](const Row& r) { return Verdict(r) == "MISSED"; }));
 }
 
 int Report::met() const {
-  return static_cast<int>(std::count_if(rows_.begin(), rows_.end(), [](const Row& r) {
-    return Verdict(r) == "met";
-  }));
+  return static_cast<int>(
+      std::count_if(rows_.begin(), rows_.end(),
+                    [](const Row& r) { return Verdict(r) == "met"; }));
 }
 
 }  // namespace plugd::bench

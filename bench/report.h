@@ -11,24 +11,24 @@ namespace plugd::bench {
 
 // How a ratio (figure / baseline) is judged against its target.
 enum class Goal {
-  kNone,       // information only
-  kAtMost,     // ratio <= target
-  kAtLeast,    // ratio >= target
+  kNone,         // information only
+  kAtMost,       // ratio <= target
+  kAtLeast,      // ratio >= target
   kValueAtMost,  // the figure itself <= target (absolute targets, e.g. 1 ms)
-  kZero,       // the figure must be 0 (failed calls)
+  kZero,         // the figure must be 0 (failed calls)
 };
 
 struct Row {
-  std::string scenario;   // "1 latency", ...
-  std::string figure;     // "plugd typed p50, 64 B"
+  std::string scenario;  // "1 latency", ...
+  std::string figure;    // "plugd typed p50, 64 B"
   double value = 0;
-  std::string unit;       // "us", "ms", "calls/s", "MiB", "Ir/call", ...
-  std::string baseline;   // what value is compared with; empty: none
+  std::string unit;      // "us", "ms", "calls/s", "MiB", "Ir/call", ...
+  std::string baseline;  // what value is compared with; empty: none
   double baseline_value = 0;
   Goal goal = Goal::kNone;
   double target = 0;
-  std::string note;       // shown after the verdict
-  bool skipped = false;   // the figure could not be measured (note says why)
+  std::string note;      // shown after the verdict
+  bool skipped = false;  // the figure could not be measured (note says why)
 };
 
 class Report {

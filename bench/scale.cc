@@ -16,11 +16,13 @@ void RunScale(Context& ctx) {
   Report& report = ctx.report;
   const std::string sc = "7 scale";
   std::printf("== 7: scale (plugd daemon)\n");
-  const std::vector<int> sizes = ctx.options.smoke   ? std::vector<int>{3, 6}
-                                 : ctx.options.quick ? std::vector<int>{10, 20}
-                                                     : std::vector<int>{10, 100, 200};
-  const absl::Duration idle = ctx.options.quick ? absl::Seconds(2)
-                                                : absl::Seconds(10);
+  const std::vector<int> sizes = ctx.options.smoke ? std::vector<int>{3, 6}
+                                 : ctx.options.quick
+                                     ? std::vector<int>{10, 20}
+                                     : std::vector<int>{10, 100, 200};
+  const absl::Duration idle = ctx.options.smoke   ? absl::Seconds(1)
+                              : ctx.options.quick ? absl::Seconds(2)
+                                                  : absl::Seconds(10);
   double base_wakeups = -1, base_list = -1;
   int base_n = 0;
   for (int n : sizes) {
@@ -46,9 +48,7 @@ void RunScale(Context& ctx) {
       while (static_cast<int>(ready.size()) < n) {
         int i = events.WaitFor(
             seen,
-            [](const v1::Event& e) {
-              return e.type() == v1::EVENT_TYPE_READY;
-            },
+            [](const v1::Event& e) { return e.type() == v1::EVENT_TYPE_READY; },
             absl::Seconds(120));
         if (i < 0) break;
         v1::Event e = events.At(static_cast<size_t>(i));
@@ -57,17 +57,19 @@ void RunScale(Context& ctx) {
         seen = static_cast<size_t>(i) + 1;
       }
       if (static_cast<int>(ready.size()) < n) {
-        report.Skip(sc, label,
-                    absl::StrCat("only ", ready.size(), " of ", n,
-                                 " plugins became ready; see ",
-                                 (*daemon)->log_file()));
+        report.Skip(
+            sc, label,
+            absl::StrCat("only ", ready.size(), " of ", n,
+                         " plugins became ready; see ", (*daemon)->log_file()));
         continue;
       }
     }
     Row start;
     start.scenario = sc;
-    start.figure = absl::StrCat("start all ", label, " (exec plugd -> last ready)");
-    start.value = absl::ToDoubleMilliseconds(last_ready - (*daemon)->start_time());
+    start.figure =
+        absl::StrCat("start all ", label, " (exec plugd -> last ready)");
+    start.value =
+        absl::ToDoubleMilliseconds(last_ready - (*daemon)->start_time());
     start.unit = "ms";
     if (ctx.figures.count("cold_cpp_ms")) {
       start.baseline = absl::StrCat(n, " x C++ cold start (4)");
@@ -156,10 +158,14 @@ void RunScale(Context& ctx) {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     v1::ListPluginsResponse plugins;
-    if ((*daemon)->stub().List(&context, v1::ListPluginsRequest(), &plugins).ok()) {
+    if ((*daemon)
+            ->stub()
+            .List(&context, v1::ListPluginsRequest(), &plugins)
+            .ok()) {
       Samples rss_each;
       for (const v1::PluginStatus& p : plugins.plugins()) {
-        absl::StatusOr<ProcUsage> u = ReadProcUsage(static_cast<pid_t>(p.pid()));
+        absl::StatusOr<ProcUsage> u =
+            ReadProcUsage(static_cast<pid_t>(p.pid()));
         if (u.ok()) rss_each.Add(static_cast<double>(u->rss_kib) / 1024);
       }
       Row r;

@@ -60,8 +60,8 @@ TempDir::~TempDir() {
 bool WaitReadable(int fd, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
-    const int64_t ms = std::max<int64_t>(
-        0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+    const int64_t ms =
+        std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
     pollfd p{fd, POLLIN, 0};
     int n = poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1 << 30)));
     if (n > 0) return true;
@@ -81,9 +81,8 @@ absl::StatusOr<std::unique_ptr<Child>> Child::Start(
   for (char** e = environ; *e != nullptr; ++e) {
     std::string entry = *e;
     std::string name = entry.substr(0, entry.find('='));
-    if (env.count(name) ||
-        std::find(unset_env.begin(), unset_env.end(), name) !=
-            unset_env.end()) {
+    if (env.count(name) || std::find(unset_env.begin(), unset_env.end(),
+                                     name) != unset_env.end()) {
       continue;
     }
     env_strings.push_back(std::move(entry));
@@ -103,8 +102,8 @@ absl::StatusOr<std::unique_ptr<Child>> Child::Start(
   }
   int err_fd = -1;
   if (!stderr_file.empty()) {
-    err_fd = open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                  0600);
+    err_fd = open(stderr_file.c_str(),
+                  O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   }
   const pid_t parent = getpid();
   pid_t pid = fork();
@@ -218,7 +217,8 @@ double Samples::Percentile(double p) const {
 }
 
 double Samples::Max() const {
-  return values_.empty() ? 0 : *std::max_element(values_.begin(), values_.end());
+  return values_.empty() ? 0
+                         : *std::max_element(values_.begin(), values_.end());
 }
 
 double Samples::Mean() const {
@@ -282,7 +282,8 @@ absl::StatusOr<ProcUsage> ReadProcUsage(pid_t pid) {
 
 std::string Payload(size_t bytes) {
   std::string payload(bytes, 'x');
-  for (size_t i = 0; i < bytes; ++i) payload[i] = static_cast<char>('a' + i % 26);
+  for (size_t i = 0; i < bytes; ++i)
+    payload[i] = static_cast<char>('a' + i % 26);
   return payload;
 }
 
@@ -290,7 +291,8 @@ std::string SizeName(size_t bytes) {
   if (bytes >= (1 << 20) && bytes % (1 << 20) == 0) {
     return absl::StrCat(bytes >> 20, " MiB");
   }
-  if (bytes >= 1024 && bytes % 1024 == 0) return absl::StrCat(bytes >> 10, " KiB");
+  if (bytes >= 1024 && bytes % 1024 == 0)
+    return absl::StrCat(bytes >> 10, " KiB");
   return absl::StrCat(bytes, " B");
 }
 

@@ -100,9 +100,9 @@ class Samples {
 
 // /proc figures of a process, summed over its threads.
 struct ProcUsage {
-  double cpu_seconds = 0;         // utime + stime
-  int64_t context_switches = 0;   // voluntary + nonvoluntary, all threads
-  int64_t rss_kib = 0;            // VmRSS
+  double cpu_seconds = 0;        // utime + stime
+  int64_t context_switches = 0;  // voluntary + nonvoluntary, all threads
+  int64_t rss_kib = 0;           // VmRSS
   int threads = 0;
 };
 absl::StatusOr<ProcUsage> ReadProcUsage(pid_t pid);

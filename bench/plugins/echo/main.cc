@@ -37,13 +37,12 @@ int main(int argc, char** argv) {
     plugin.AddFunction(
         {.name = "echo",
          .help = "echo PAYLOAD: PAYLOAD unchanged",
-         .params = {Param::Required("payload", Kind::kString,
-                                    "any string")},
+         .params = {Param::Required("payload", Kind::kString, "any string")},
          .impl = [](const plugd::sdk::Args& args)
              -> absl::StatusOr<google::protobuf::Value> {
            if (args[0].kind_case() != google::protobuf::Value::kStringValue) {
-             return absl::InvalidArgumentError(absl::StrCat(
-                 args.Describe(0), " must be a string"));
+             return absl::InvalidArgumentError(
+                 absl::StrCat(args.Describe(0), " must be a string"));
            }
            return args[0];
          }});
