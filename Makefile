@@ -1,7 +1,8 @@
 # plugd — the two commands:
 #   make demo   install what is missing, build, run the demo
 #   make test   install what is missing, build, run the whole test suite
-# Other targets: make setup | build | fuzz | clean
+# Other targets: make setup | build | fuzz | soak | bench | clean
+#   make bench   the benchmark table (docs/benchmarks.md); BENCH_QUICK=1 for a smoke
 #   make fuzz FUZZ_SECONDS=600 TARGET=all   long libFuzzer runs (docs/fuzzing.md)
 #   make soak SOAK_FLAGS="--fault_duration=10m"  the broker under faults
 #                                           (docs/reliability.md; not in make test)
@@ -12,7 +13,7 @@ TARGET ?= all
 CMAKE_FLAGS ?=
 SOAK_FLAGS ?=
 
-.PHONY: all setup configure build demo test fuzz soak clean
+.PHONY: all setup configure build demo test fuzz soak bench clean
 
 all: build
 
@@ -36,6 +37,9 @@ fuzz: build
 
 soak: build
 	@$(BUILD_DIR)/bin/plugd-soak $(SOAK_FLAGS)
+
+bench: build
+	@$(BUILD_DIR)/bin/plugd-bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BUILD_DIR)

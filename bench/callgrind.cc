@@ -1,0 +1,237 @@
+// Scenario 8: instructions per 64 B typed call under callgrind, plugd
+// against bare gRPC with plugd's settings, on each end of the call.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "bench.h"
+#include "clients.h"
+#include "daemon.h"
+
+namespace plugd::bench {
+namespace {
+
+constexpr char kValgrind[] = "/usr/bin/valgrind";
+
+std::vector<std::string> Callgrind(const std::string& out_file) {
+  return {kValgrind, "--tool=callgrind", "--callgrind-out-file=" + out_file};
+}
+
+// The total instruction count ("summary:" or "totals:") of a callgrind
+// output file.
+absl::StatusOr<double> TotalInstructions(const std::string& file) {
+  std::ifstream in(file);
+  std::string line;
+  double total = -1;
+  while (std::getline(in, line)) {
+    absl::string_view v = line;
+    if (absl::ConsumePrefix(&v, "summary:") ||
+        absl::ConsumePrefix(&v, "totals:")) {
+      double n = 0;
+      if (absl::SimpleAtod(absl::StripAsciiWhitespace(v), &n)) total = n;
+    }
+  }
+  if (total < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("no instruction total in callgrind output ", file));
+  }
+  return total;
+}
+
+// Client side: the whole client process (plugd-bench --callgrind-client)
+// under callgrind, its server native.
+absl::StatusOr<double> ClientRun(Context& ctx, const std::string& kind,
+                                 const std::string& broker, int calls) {
+  const std::string out =
+      ctx.tmp.File(absl::StrCat("cg-client-", kind, "-", calls, ".out"));
+  std::vector<std::string> argv = Callgrind(out);
+  argv.push_back(Bin("plugd-bench"));
+  argv.push_back("--callgrind-client=" + kind);
+  argv.push_back(absl::StrCat("--calls=", calls));
+  argv.push_back("--broker=" + broker);
+  absl::StatusOr<std::unique_ptr<Child>> child =
+      Child::Start(argv, {}, ctx.tmp.File("valgrind.log"));
+  if (!child.ok()) return child.status();
+  std::string printed = (*child)->ReadAll(absl::Seconds(600));
+  std::optional<int> status = (*child)->Wait(absl::Seconds(60));
+  if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+    return absl::InternalError(absl::StrCat("the callgrind client (", kind,
+                                            ") failed: ", printed, "; see ",
+                                            ctx.tmp.File("valgrind.log")));
+  }
+  return TotalInstructions(out);
+}
+
+// Server side: the server under callgrind, the client native (this
+// process, with plugd's channel settings for both).
+absl::StatusOr<double> ServerRun(Context& ctx, host::Host& host,
+                                 const std::string& kind, int calls) {
+  const std::string out =
+      ctx.tmp.File(absl::StrCat("cg-server-", kind, "-", calls, ".out"));
+  const std::string payload = Payload(64);
+  std::string error;
+  if (kind == "plugd") {
+    std::vector<std::string> command = Callgrind(out);
+    command.push_back(Bin("plugd-echo"));
+    host::PluginOptions options = EchoPluginOptions(
+        absl::StrCat("cg-echo-", calls), command, /*supervised=*/false);
+    options.start_timeout = absl::Seconds(120);
+    options.stop_grace = absl::Seconds(120);
+    absl::StatusOr<std::shared_ptr<host::Plugin>> plugin = host.Launch(options);
+    if (!plugin.ok()) return plugin.status();
+    GrpcTarget target((*plugin)->channel());
+    for (int i = 0; i < 20 + calls; ++i) {
+      if (!target.Call(payload, &error)) break;
+    }
+    absl::StatusOr<host::ExitStatus> exit = (*plugin)->Stop();
+    if (!error.empty()) return absl::UnavailableError(error);
+    if (!exit.ok() || !exit->success()) {
+      return absl::InternalError(
+          "plugd-echo under callgrind did not exit cleanly");
+    }
+  } else {
+    const std::string socket = ctx.tmp.File(absl::StrCat("cg", calls, ".sock"));
+    std::vector<std::string> argv = Callgrind(out);
+    argv.insert(argv.end(), {Bin("bench-echo-server"), "--mode", "grpc-plugd",
+                             "--socket", socket});
+    absl::StatusOr<std::unique_ptr<Child>> child =
+        Child::Start(argv, {}, ctx.tmp.File("valgrind.log"));
+    if (!child.ok()) return child.status();
+    absl::StatusOr<std::string> line = (*child)->ReadLine(absl::Seconds(120));
+    if (!line.ok() || *line != "READY") {
+      return absl::UnavailableError(
+          "bench-echo-server under callgrind did not start");
+    }
+    GrpcTarget target(PlugdSettingsChannel("unix:" + socket));
+    for (int i = 0; i < 20 + calls; ++i) {
+      if (!target.Call(payload, &error)) break;
+    }
+    (*child)->Stop(SIGTERM, absl::Seconds(120));
+    if (!error.empty()) return absl::UnavailableError(error);
+  }
+  return TotalInstructions(out);
+}
+
+}  // namespace
+
+int CallgrindClientMain(const std::string& kind, const std::string& broker,
+                        int calls) {
+  TempDir tmp;
+  const std::string payload = Payload(64);
+  std::unique_ptr<host::Host> host;
+  std::shared_ptr<host::Plugin> plugin;
+  std::unique_ptr<Child> server;
+  std::unique_ptr<GrpcTarget> target;
+  if (kind == "plugd") {
+    absl::StatusOr<std::unique_ptr<host::Host>> h = host::Host::Create();
+    if (!h.ok()) return 1;
+    host = std::move(*h);
+    // Attached to the daemon's plugin: the same channel (service config,
+    // interceptor) as a supervised launch, without spawning under valgrind
+    // (3.19 lacks pidfd_open, which the launcher needs).
+    absl::StatusOr<std::shared_ptr<host::Plugin>> p =
+        host->Attach(broker, "echo");
+    if (!p.ok()) {
+      std::printf("attach: %s\n", std::string(p.status().message()).c_str());
+      return 1;
+    }
+    plugin = *p;
+    target = std::make_unique<GrpcTarget>(plugin->channel());
+  } else if (kind == "grpc") {
+    const std::string socket = tmp.File("s.sock");
+    absl::StatusOr<std::unique_ptr<Child>> s =
+        StartEchoServer("grpc-plugd", socket);
+    if (!s.ok()) return 1;
+    server = std::move(*s);
+    target =
+        std::make_unique<GrpcTarget>(PlugdSettingsChannel("unix:" + socket));
+  } else {
+    std::printf("--callgrind-client must be plugd or grpc\n");
+    return 2;
+  }
+  std::string error;
+  for (int i = 0; i < 20 + calls; ++i) {
+    if (!target->Call(payload, &error)) {
+      std::printf("call failed: %s\n", error.c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void RunCallgrind(Context& ctx) {
+  Report& report = ctx.report;
+  const std::string sc = "8 callgrind";
+  std::printf("== 8: instructions per call (callgrind)\n");
+  if (!IsExecutable(kValgrind)) {
+    report.Skip(sc, "instructions per call",
+                "valgrind is not installed (apt-get install valgrind)");
+    return;
+  }
+  const int n = ctx.options.smoke ? 50 : ctx.Count(2000, 200);
+  auto per_call = [&](auto run,
+                      const std::string& kind) -> absl::StatusOr<double> {
+    absl::StatusOr<double> a = run(kind, n);
+    if (!a.ok()) return a.status();
+    absl::StatusOr<double> b = run(kind, 2 * n);
+    if (!b.ok()) return b.status();
+    return (*b - *a) / n;
+  };
+  // The plugd side of the client runs attaches to a daemon's echo plugin.
+  const std::string dir = ctx.tmp.File("cg");
+  mkdir(dir.c_str(), 0700);
+  absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(
+      dir,
+      absl::StrCat("  - name: echo\n    command: [", Bin("plugd-echo"), "]\n"),
+      100);
+  if (!daemon.ok()) {
+    report.Skip(sc, "instructions per call",
+                std::string(daemon.status().message()));
+    return;
+  }
+  const std::string broker = (*daemon)->admin();
+  auto client = [&](const std::string& kind, int calls) {
+    return ClientRun(ctx, kind, broker, calls);
+  };
+  auto add = [&](const std::string& side, absl::StatusOr<double> plugd,
+                 absl::StatusOr<double> grpc) {
+    if (!plugd.ok() || !grpc.ok()) {
+      report.Skip(sc, side,
+                  std::string((plugd.ok() ? grpc : plugd).status().message()));
+      return;
+    }
+    Row row;
+    row.scenario = sc;
+    row.figure = "plugd 64 B typed call, " + side;
+    row.value = *plugd;
+    row.unit = "Ir/call";
+    row.baseline = "bare gRPC, plugd settings";
+    row.baseline_value = *grpc;
+    row.goal = Goal::kAtMost;
+    row.target = 1.05;
+    report.Add(row);
+  };
+  {
+    absl::StatusOr<double> p = per_call(client, "plugd");
+    absl::StatusOr<double> g = per_call(client, "grpc");
+    add("host (client) side", p, g);
+  }
+  if (ctx.options.smoke) return;
+  absl::StatusOr<std::unique_ptr<host::Host>> host = host::Host::Create();
+  if (!host.ok()) return;
+  auto server = [&](const std::string& kind, int calls) {
+    return ServerRun(ctx, **host, kind, calls);
+  };
+  absl::StatusOr<double> p = per_call(server, "plugd");
+  absl::StatusOr<double> g = per_call(server, "grpc");
+  add("plugin (server) side", p, g);
+}
+
+}  // namespace plugd::bench
