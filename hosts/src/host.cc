@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "plugd/broker/socket.h"
+#include "plugd/common/allocator.h"
 #include "plugd/common/channel.h"
 #include "plugd/common/log.h"
 #include "plugd/common/status.h"
@@ -56,14 +57,22 @@ std::string SupervisedStateText(const std::string& name,
   return text;
 }
 
+// What PluginStatusInterceptor needs to word an error: one per channel, owned
+// by the interceptor factory (which the channel keeps as long as any call).
+struct PluginStatusContext {
+  std::string name;
+  std::function<std::string()> state_text;
+};
+
 // Rewrites failed calls' statuses so they say which plugin and why:
 //   UNAVAILABLE        -> names the plugin, its pid and how it exited;
 //   RESOURCE_EXHAUSTED -> for the message-size limit, names the option.
+// Created for every call, so it holds only a pointer: no copy, no
+// allocation beyond gRPC's own.
 class PluginStatusInterceptor : public Interceptor {
  public:
-  PluginStatusInterceptor(std::string name,
-                          std::function<std::string()> state_text)
-      : name_(std::move(name)), state_text_(std::move(state_text)) {}
+  explicit PluginStatusInterceptor(const PluginStatusContext* context)
+      : context_(context) {}
 
   void Intercept(InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
@@ -76,13 +85,14 @@ class PluginStatusInterceptor : public Interceptor {
  private:
   void Rewrite(grpc::Status* status) {
     if (status == nullptr || status->ok()) return;
-    const std::string prefix = absl::StrCat("plugin ", name_);
+    const std::string prefix = absl::StrCat("plugin ", context_->name);
     if (status->error_code() == grpc::StatusCode::UNAVAILABLE) {
       // A supervisor's tombstone already says which plugin and why.
       if (absl::StartsWith(status->error_message(), prefix)) return;
-      *status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                             absl::StrCat(state_text_(), "; the call failed: ",
-                                          status->error_message()));
+      *status = grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat(context_->state_text(),
+                       "; the call failed: ", status->error_message()));
     } else if (status->error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
                absl::StrContains(status->error_message(), "larger than max")) {
       *status = grpc::Status(
@@ -93,8 +103,7 @@ class PluginStatusInterceptor : public Interceptor {
     }
   }
 
-  const std::string name_;
-  const std::function<std::string()> state_text_;
+  const PluginStatusContext* const context_;
 };
 
 class PluginStatusInterceptorFactory
@@ -102,15 +111,14 @@ class PluginStatusInterceptorFactory
  public:
   PluginStatusInterceptorFactory(std::string name,
                                  std::function<std::string()> state_text)
-      : name_(std::move(name)), state_text_(std::move(state_text)) {}
+      : context_{std::move(name), std::move(state_text)} {}
 
   Interceptor* CreateClientInterceptor(ClientRpcInfo*) override {
-    return new PluginStatusInterceptor(name_, state_text_);
+    return new PluginStatusInterceptor(&context_);
   }
 
  private:
-  const std::string name_;
-  const std::function<std::string()> state_text_;
+  const PluginStatusContext context_;
 };
 
 // "1.5s" for a service config.
@@ -405,6 +413,10 @@ absl::StatusOr<ExitStatus> Plugin::Stop() {
 
 absl::StatusOr<std::unique_ptr<Host>> Host::Create(HostOptions options) {
   log::RouteGrpcLogs();
+  if (options.tune_allocator) {
+    const AllocatorTuning tuning = TuneAllocator(kDefaultMaxMessageBytes);
+    PLUGD_LOG(DEBUG) << tuning.description;
+  }
   std::unique_ptr<Host> host;
   if (!options.socket_dir.empty()) {
     host.reset(new Host(options.socket_dir, false));

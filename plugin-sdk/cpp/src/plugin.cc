@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -31,6 +32,7 @@
 #include "go_plugin_broker.h"
 #include "goplugin/grpc_controller.grpc.pb.h"
 #include "health_service.h"
+#include "plugd/common/allocator.h"
 #include "plugd/common/log.h"
 #include "plugd/common/peer_auth.h"
 #include "plugd/common/protocol.h"
@@ -302,22 +304,28 @@ class PluginRuntime {
 
   int write_fd() const { return write_fd_; }
 
-  // Calls in progress (counted by CallCounter).
-  void CallStarted() {
-    absl::MutexLock lock(&calls_mu_);
-    ++active_calls_;
-  }
+  // Calls in progress (counted by CallCounter). Every call passes here, so
+  // the count is an atomic and the mutex is taken only once someone waits.
+  void CallStarted() { active_calls_.fetch_add(1); }
   void CallEnded() {
-    absl::MutexLock lock(&calls_mu_);
-    --active_calls_;
+    if (active_calls_.fetch_sub(1) == 1 && waiting_for_no_calls_.load()) {
+      absl::MutexLock lock(&calls_mu_);
+      no_calls_.SignalAll();
+    }
   }
   // Waits until no call is in progress; false at `deadline`.
   bool WaitForNoCalls(absl::Time deadline) {
     absl::MutexLock lock(&calls_mu_);
-    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_) {
-      return active_calls_ == 0;
-    };
-    return calls_mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+    // Sequentially consistent with CallEnded's decrement: either it sees
+    // this flag and signals (under calls_mu_, so not before we wait), or
+    // we see its count of 0.
+    waiting_for_no_calls_.store(true);
+    while (active_calls_.load() != 0) {
+      if (no_calls_.WaitWithDeadline(&calls_mu_, deadline)) {
+        return active_calls_.load() == 0;
+      }
+    }
+    return true;
   }
 
   HealthService health;
@@ -334,7 +342,9 @@ class PluginRuntime {
   int write_fd_ = -1;
   std::string reason_ ABSL_GUARDED_BY(mu_);
   absl::Mutex calls_mu_;
-  int64_t active_calls_ ABSL_GUARDED_BY(calls_mu_) = 0;
+  absl::CondVar no_calls_;
+  std::atomic<int64_t> active_calls_{0};
+  std::atomic<bool> waiting_for_no_calls_{false};
 };
 
 namespace {
@@ -677,6 +687,10 @@ int Plugin::Serve() {
       plugd::kEnvMaxMessageBytes, plugd::kDefaultMaxMessageBytes, 1,
       std::numeric_limits<int>::max());
   if (!max_message.ok()) return fail(max_message.status().message());
+  if (info_.tune_allocator) {
+    const plugd::AllocatorTuning tuning = plugd::TuneAllocator(*max_message);
+    PLUGD_LOG(DEBUG) << tuning.description;
+  }
   absl::StatusOr<int64_t> grace_ms = internal::EnvInt(
       plugd::kEnvShutdownGraceMs, 5000, 0, int64_t{24} * 3600 * 1000);
   if (!grace_ms.ok()) return fail(grace_ms.status().message());

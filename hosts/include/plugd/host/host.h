@@ -164,6 +164,21 @@ struct HostOptions {
   // When set ("unix:/path"), the host serves the broker admin API for its
   // supervised plugins there, so `plugctl --broker ADDR` works against it.
   std::string admin_address;
+  // Tune glibc malloc of THIS (the host's) process for large messages:
+  // Host::Create raises M_MMAP_THRESHOLD to 32 MiB (glibc's maximum; it
+  // covers a message of the default 64 MiB limit up to that size) and
+  // M_TRIM_THRESHOLD to 64 MiB, process-wide, so that calls carrying
+  // 64 KiB-1 MiB messages reuse heap memory instead of mapping and faulting
+  // in fresh pages on every call (several times faster at those sizes; see
+  // docs/performance-notes.md and plugd/common/allocator.h). This changes
+  // the allocator for the whole host application, not just plugd's calls:
+  // up to 64 MiB of freed memory may stay mapped per malloc arena. Skipped
+  // when the environment already tunes malloc (MALLOC_MMAP_THRESHOLD_,
+  // MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_, MALLOC_MMAP_MAX_,
+  // MALLOC_ARENA_MAX, GLIBC_TUNABLES=glibc.malloc.*). Default true; false
+  // leaves the host's malloc as it is (plugins tune their own; see
+  // PluginInfo::tune_allocator in the C++ SDK).
+  bool tune_allocator = true;
 };
 
 // A launched plugin. Obtained from Host::Launch; thread-safe.

@@ -65,6 +65,17 @@ struct PluginInfo {
   // plugin.GRPCBroker (accepted, no brokered connections), and prints
   // go-plugin's handshake line.
   std::optional<GoPluginHandshake> go_plugin;
+  // Tune glibc malloc for large messages (plugd/common/allocator.h): Serve()
+  // raises M_MMAP_THRESHOLD to cover PLUGD_MAX_MESSAGE_BYTES (at most glibc's
+  // 32 MiB) and M_TRIM_THRESHOLD to twice that, so that calls carrying
+  // 64 KiB-1 MiB messages reuse heap memory instead of mapping and faulting
+  // in fresh pages on every call (several times faster at those sizes; see
+  // docs/performance-notes.md). The cost: up to 64 MiB of freed memory may
+  // stay mapped per malloc arena. Skipped when the environment already tunes
+  // malloc (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_,
+  // MALLOC_MMAP_MAX_, MALLOC_ARENA_MAX, GLIBC_TUNABLES=glibc.malloc.*).
+  // Default true; false leaves malloc as it is.
+  bool tune_allocator = true;
 };
 
 // Process exit codes Serve() returns.

@@ -1,0 +1,89 @@
+# PlugdStaticGrpc: link gRPC, Protobuf and Abseil statically into plugd's
+# executables (option PLUGD_STATIC_GRPC, default OFF until the whole
+# suite has been built and run with it; see docs/performance-notes.md).
+#
+# A gRPC C++ program linked against Debian's shared libraries loads about 90
+# of them (libgrpc, libgrpc++, libprotobuf, ~70 libabsl_*, re2, upb, c-ares,
+# address_sorting, gpr) and spends most of its exec-to-ready time in the
+# dynamic loader's symbol lookups and relocations. Debian ships the static
+# archives too (libgrpc-dev, libgrpc++-dev, libprotobuf-dev, libabsl-dev,
+# libre2-dev, libc-ares-dev), so plugd points the imported targets at them:
+# every executable of this build (plugins, hosts, the daemon, plugctl, the
+# tests) then links the code it uses into itself. Measured figures are in
+# docs/performance-notes.md.
+#
+# OpenSSL, zlib, libstdc++ and glibc stay shared. plugd's own libraries are
+# static archives either way; an out-of-tree build with
+# find_package(plugd) links whatever gRPC its own project chooses.
+#
+#   plugd_static_grpc()   call once, after the find_package calls, from the
+#                         top-level CMakeLists.txt.
+
+option(PLUGD_STATIC_GRPC
+  "Link gRPC, Protobuf and Abseil statically into plugd's executables (faster plugin start)"
+  OFF)
+
+# The static archive beside a shared library path, or "".
+function(_plugd_static_sibling out_var path)
+  set(${out_var} "" PARENT_SCOPE)
+  if(path MATCHES "^(.*/lib[^/]+)\\.so(\\.[0-9.]+)?$")
+    set(candidate "${CMAKE_MATCH_1}.a")
+    if(EXISTS "${candidate}")
+      set(${out_var} "${candidate}" PARENT_SCOPE)
+    endif()
+  endif()
+endfunction()
+
+function(plugd_static_grpc)
+  if(NOT PLUGD_STATIC_GRPC)
+    message(STATUS "PLUGD_STATIC_GRPC=OFF: linking gRPC, Protobuf and Abseil shared")
+    return()
+  endif()
+  get_property(imported DIRECTORY ${CMAKE_SOURCE_DIR} PROPERTY IMPORTED_TARGETS)
+  set(switched 0)
+  set(missing "")
+  foreach(target IN LISTS imported)
+    if(NOT target MATCHES "^(gRPC|absl|protobuf|c-ares)::")
+      continue()
+    endif()
+    get_target_property(type ${target} TYPE)
+    if(type STREQUAL "INTERFACE_LIBRARY" OR type STREQUAL "EXECUTABLE")
+      continue()
+    endif()
+    if(target MATCHES "^protobuf::(libprotoc|protoc)$")
+      continue()
+    endif()
+    foreach(suffix "" _NONE _RELEASE _RELWITHDEBINFO _DEBUG _MINSIZEREL)
+      get_target_property(location ${target} IMPORTED_LOCATION${suffix})
+      if(NOT location)
+        continue()
+      endif()
+      _plugd_static_sibling(archive "${location}")
+      if(archive)
+        set_target_properties(${target} PROPERTIES
+          IMPORTED_LOCATION${suffix} "${archive}"
+          IMPORTED_SONAME${suffix} "")
+        math(EXPR switched "${switched} + 1")
+      elseif(location MATCHES "\\.so")
+        list(APPEND missing "${target} (${location})")
+      endif()
+    endforeach()
+  endforeach()
+  # Debian's Findre2 links "-lre2", which picks the shared library.
+  if(TARGET re2::re2)
+    find_library(PLUGD_RE2_STATIC NAMES libre2.a)
+    if(PLUGD_RE2_STATIC)
+      set_target_properties(re2::re2 PROPERTIES
+        INTERFACE_LINK_LIBRARIES "${PLUGD_RE2_STATIC}")
+    else()
+      list(APPEND missing "re2::re2 (libre2.a)")
+    endif()
+  endif()
+  if(missing)
+    message(FATAL_ERROR
+      "PLUGD_STATIC_GRPC=ON but these libraries have no static archive: "
+      "${missing}. Install the -dev packages that ship them (tools/setup-deps.sh), "
+      "or configure with -DPLUGD_STATIC_GRPC=OFF.")
+  endif()
+  message(STATUS "PLUGD_STATIC_GRPC=ON: ${switched} gRPC/Protobuf/Abseil targets linked statically")
+endfunction()
