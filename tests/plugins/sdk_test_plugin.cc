@@ -180,6 +180,7 @@ int main(int argc, char** argv) {
                         volatile uint64_t n = 0;
                         for (;;) n = n + 1;
                       }});
+  plugin.AddFunction(
       {.name = "garbage",
        .help = "garbage N: writes N chunks of binary garbage to stdout",
        .params = {Param::Required("n", Kind::kNumber)},
