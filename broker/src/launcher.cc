@@ -850,6 +850,9 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     bp::error_code ec;
     std::optional<Process> process;
     started_ = absl::Now();
+    // Set when Boost threw after the fork: the child may have executed the
+    // plugin and be running (e.g. pidfd_open failed after a good exec).
+    bool child_may_run = false;
     try {
       process.emplace(launcher(loop_.context().get_executor(), ec,
                                bp::filesystem::path(executable_), args, setup));
@@ -857,6 +860,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
       // Asio's fork notification can throw, in the child too.
       if (::getpid() != parent) ::_exit(127);
       ec = bp::error_code(EAGAIN, bp::system_category());
+      child_may_run = true;
       PLUGD_LOG(ERROR) << "plugin " << options_.name
                        << ": spawn threw: " << e.what();
     }
@@ -867,7 +871,12 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     CloseVerified();
     if (ec || !process || process->id() <= 0) {
       // The child (if any) failed before or at exec and is exiting: reap it.
+      // One that may be running is killed first, or this wait never ends.
       if (launcher.pid > 0) {
+        if (child_may_run) {
+          ::kill(-launcher.pid, SIGKILL);
+          ::kill(launcher.pid, SIGKILL);
+        }
         while (::waitpid(launcher.pid, nullptr, 0) < 0 && errno == EINTR) {
         }
       }
