@@ -329,10 +329,10 @@ TEST_F(ExecGuardTest, EnvironmentStartsEmptyWithoutInheritance) {
   for (const std::string& entry : env)
     keys.insert(entry.substr(0, entry.find('=')));
   EXPECT_EQ(keys, (std::set<std::string>{
-                      "GIVEN", "PATH", "PLUGD_MAGIC_COOKIE",
-                      "PLUGD_MAX_MESSAGE_BYTES", "PLUGD_PLUGIN_NAME",
-                      "PLUGD_PROTOCOL_VERSIONS", "PLUGD_SHUTDOWN_GRACE_MS",
-                      "PLUGD_SOCKET"}));
+                      "GIVEN", "PATH", "PLUGD_LAUNCHER_UID",
+                      "PLUGD_MAGIC_COOKIE", "PLUGD_MAX_MESSAGE_BYTES",
+                      "PLUGD_PLUGIN_NAME", "PLUGD_PROTOCOL_VERSIONS",
+                      "PLUGD_SHUTDOWN_GRACE_MS", "PLUGD_SOCKET"}));
   EXPECT_THAT(env, ::testing::Contains(absl::StrCat("PATH=", kMinimalPath)));
 }
 
