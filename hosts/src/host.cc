@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/blocking_counter.h"
+#include "idempotent_retry.h"
 #include "plugd/broker/socket.h"
 #include "plugd/common/allocator.h"
 #include "plugd/common/channel.h"
@@ -186,10 +187,28 @@ std::string ServiceConfig(
   return config;
 }
 
+// "/service/method" paths of `idempotent` (as gRPC names them).
+std::set<std::string> MethodPaths(
+    const std::map<std::string, std::set<std::string>>& idempotent) {
+  std::set<std::string> paths;
+  for (const auto& [service, methods] : idempotent) {
+    for (const auto& method : methods) {
+      paths.insert(absl::StrCat("/", service, "/", method));
+    }
+  }
+  return paths;
+}
+
+// A channel to plugin `name` at `target`. With a service config, the
+// `idempotent` methods are also retried past gRPC's 5 attempts, within
+// `call_timeout`, by an IdempotentRetryInterceptorFactory
+// (idempotent_retry.h).
 std::shared_ptr<grpc::Channel> MakeChannel(
     const std::string& name, const std::string& target,
     int64_t max_message_bytes, std::function<std::string()> state_text,
-    const std::string& service_config) {
+    const std::string& service_config,
+    const std::map<std::string, std::set<std::string>>& idempotent = {},
+    absl::Duration call_timeout = absl::ZeroDuration()) {
   grpc::ChannelArguments args;
   const int limit = static_cast<int>(
       std::min<int64_t>(max_message_bytes, std::numeric_limits<int>::max()));
@@ -206,6 +225,11 @@ std::shared_ptr<grpc::Channel> MakeChannel(
   std::vector<std::unique_ptr<ClientInterceptorFactoryInterface>> factories;
   factories.push_back(std::make_unique<PluginStatusInterceptorFactory>(
       name, std::move(state_text)));
+  if (!service_config.empty() && !idempotent.empty()) {
+    // Last: its rounds go straight to gRPC (and its retry policy).
+    factories.push_back(std::make_unique<IdempotentRetryInterceptorFactory>(
+        name, MethodPaths(idempotent), call_timeout));
+  }
   return grpc::experimental::CreateCustomChannelWithInterceptors(
       target, grpc::InsecureChannelCredentials(), args, std::move(factories));
 }
@@ -578,18 +602,18 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
       name, nullptr, supervisor, nullptr, target, started->protocol_version()));
   PLUGD_ASSIGN_OR_RETURN(plugin->logs_, supervisor->Logs(name));
   // A go-plugin plugin cannot say what it serves (no plugd.v1.Control).
-  std::string config = ServiceConfig(
+  const std::map<std::string, std::set<std::string>> idempotent =
       IdempotentMethods(options.go_plugin
                             ? std::vector<std::string>{}
                             : ServicesOf(target, options.start_timeout),
-                        options.idempotent_methods),
-      options.call_timeout);
+                        options.idempotent_methods);
+  std::string config = ServiceConfig(idempotent, options.call_timeout);
   plugin->channel_ = MakeChannel(
       name, target, options.max_message_bytes,
       [name, supervisor] {
         return SupervisedStateText(name, supervisor->Get(name));
       },
-      config);
+      config, idempotent, options.call_timeout);
   // When the plugin is ready again, connect at once instead of waiting out
   // the channel's reconnect backoff.
   std::weak_ptr<grpc::Channel> channel = plugin->channel_;
@@ -623,10 +647,10 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
                                             resolved.protocol_version()));
   plugin->logs_ =
       std::make_shared<broker::OutputCapture>(name, broker::OutputOptions());
-  std::string config = ServiceConfig(
+  const std::map<std::string, std::set<std::string>> idempotent =
       IdempotentMethods(ServicesOf(resolved.address(), options.call_timeout),
-                        options.idempotent_methods),
-      options.call_timeout);
+                        options.idempotent_methods);
+  std::string config = ServiceConfig(idempotent, options.call_timeout);
   Plugin* raw = plugin.get();
   plugin->channel_ = MakeChannel(
       name, resolved.address(),
@@ -635,7 +659,7 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
       [name, raw] {
         return SupervisedStateText(name, raw->SupervisedStatus());
       },
-      config);
+      config, idempotent, options.call_timeout);
   absl::MutexLock lock(&mu_);
   plugins_.push_back(plugin);
   return plugin;

@@ -39,6 +39,11 @@
 //                         and hand-shaking, then serves like ok
 //   exit-after            serves like ok, then exits with --code=C (default
 //                         1) --delay-ms=N (default 100) after the handshake
+//   die-in-list-functions serves plugd.v1.Functions like functions-wrong-code,
+//                         but while the file --deaths-file=PATH holds a
+//                         number N > 0, ListFunctions writes N-1 to it and
+//                         SIGKILLs the plugin mid-call (a plugin killed
+//                         under an idempotent call, again and again)
 //   garbage-after-handshake
 //                         after the handshake, writes lines of binary garbage
 //                         (invalid UTF-8, NULs, control bytes, a 100 KiB
@@ -70,8 +75,9 @@ namespace {
 std::string g_mode = "ok";
 bool g_strict = false;
 std::atomic<bool> g_shutdown_called{false};
-int64_t g_delay_ms = -1;  // --delay-ms; -1: the mode's default
-int g_code = 1;           // --code
+int64_t g_delay_ms = -1;    // --delay-ms; -1: the mode's default
+int g_code = 1;             // --code
+std::string g_deaths_file;  // --deaths-file
 absl::Notification g_shutdown;
 absl::Notification g_health_checked;
 std::atomic<bool> g_stop_flood{false};
@@ -114,12 +120,28 @@ plugd::v1::FunctionInfo EchoInfo() {
   return info;
 }
 
-// For functions-wrong-code: a Functions service whose unknown-function
-// error has the wrong code.
+// For die-in-list-functions: takes one death from --deaths-file, if any left.
+void MaybeDie() {
+  FILE* f = std::fopen(g_deaths_file.c_str(), "r+");
+  if (f == nullptr) return;
+  long left = 0;  // NOLINT(runtime/int): fscanf's %ld
+  if (std::fscanf(f, "%ld", &left) == 1 && left > 0) {
+    std::rewind(f);
+    std::fprintf(f, "%ld\n", left - 1);
+    std::fflush(f);
+    ::fsync(fileno(f));
+    ::raise(SIGKILL);
+  }
+  std::fclose(f);
+}
+
+// For functions-wrong-code (and die-in-list-functions): a Functions service
+// whose unknown-function error has the wrong code.
 class FunctionsService final : public plugd::v1::Functions::Service {
   grpc::Status ListFunctions(
       grpc::ServerContext*, const plugd::v1::ListFunctionsRequest*,
       plugd::v1::ListFunctionsResponse* response) override {
+    if (g_mode == "die-in-list-functions") MaybeDie();
     *response->add_functions() = EchoInfo();
     return grpc::Status::OK;
   }
@@ -155,7 +177,7 @@ class ControlService final : public plugd::v1::Control::Service {
     response->set_core_protocol_version(plugd::kCoreProtocolVersion);
     response->add_services("grpc.health.v1.Health");
     response->add_services("plugd.v1.Control");
-    if (g_mode == "functions-wrong-code") {
+    if (g_mode == "functions-wrong-code" || g_mode == "die-in-list-functions") {
       response->add_services("plugd.v1.Functions");
       *response->add_functions() = EchoInfo();
     }
@@ -187,6 +209,7 @@ int main(int argc, char** argv) {
       absl::SimpleAtoi(arg.substr(11), &g_delay_ms);
     }
     if (arg.rfind("--code=", 0) == 0) absl::SimpleAtoi(arg.substr(7), &g_code);
+    if (arg.rfind("--deaths-file=", 0) == 0) g_deaths_file = arg.substr(14);
   }
   const char* cookie = std::getenv(plugd::kEnvMagicCookieKey);
   if ((cookie == nullptr ||
@@ -267,7 +290,9 @@ int main(int argc, char** argv) {
                            grpc::InsecureServerCredentials());
   builder.RegisterService(&health);
   builder.RegisterService(&control);
-  if (g_mode == "functions-wrong-code") builder.RegisterService(&functions);
+  if (g_mode == "functions-wrong-code" || g_mode == "die-in-list-functions") {
+    builder.RegisterService(&functions);
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     std::fprintf(stderr, "plugd-test-raw: cannot listen on %s\n", socket);

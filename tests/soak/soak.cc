@@ -77,8 +77,7 @@ ABSL_FLAG(uint64_t, seed, 0,
           "so that a run's fault sequence can be repeated.");
 ABSL_FLAG(bool, tolerate_idempotent_failures, false,
           "kills: report failed idempotent calls but do not fail the phase "
-          "for them (an open finding, docs/reliability.md; used by the "
-          "soak.smoke test only).");
+          "for them (to investigate a regression; no test uses it).");
 ABSL_FLAG(std::string, bin_dir, "",
           "Where plugd and the test plugins are; default: plugd-soak's own "
           "directory (build/bin).");
@@ -373,9 +372,10 @@ bool RunKills(int cycles) {
       break;
     }
     latencies.push_back(absl::Now() - k);
-    // The new instance serves a call before it is killed in turn. Killing
-    // it the instant it is ready, every time, would make the calls queued
-    // for it fail on it again and again: gRPC allows at most 5 attempts.
+    // The new instance serves a call before it is killed in turn, so that
+    // every cycle is a restart calls get through (killing each instance the
+    // instant it is ready would starve them; the host library retries an
+    // idempotent call for at most 20 rounds of gRPC's 5 attempts).
     await_calls(1);
     if (Alive(static_cast<pid_t>(pid))) ++old_alive;
     pid = next;

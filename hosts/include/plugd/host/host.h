@@ -204,8 +204,10 @@ class Plugin {
   // For supervised and attached plugins the channel's service config makes
   // calls wait for the plugin while it restarts (up to their deadline and
   // call_timeout) and retries methods marked idempotent if the plugin dies
-  // under them; calls to a stopped or failed plugin fail fast with
-  // UNAVAILABLE saying why.
+  // under them (blocking unary calls as often as it dies within their
+  // deadline; other kinds of calls up to gRPC's 5 attempts; docs/broker.md);
+  // calls to a stopped or failed plugin fail fast with UNAVAILABLE saying
+  // why.
 
   // plugd.v1.Control/Describe.
   absl::StatusOr<v1::DescribeResponse> Describe(

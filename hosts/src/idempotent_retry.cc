@@ -1,0 +1,185 @@
+#include "idempotent_retry.h"
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message_lite.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/support/byte_buffer.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+
+namespace plugd::host {
+namespace {
+
+using grpc::experimental::ClientRpcInfo;
+using grpc::experimental::InterceptionHookPoints;
+using grpc::experimental::Interceptor;
+using grpc::experimental::InterceptorBatchMethods;
+
+// "/pkg.Service/Method" names a method of a generated protobuf service.
+bool IsGeneratedMethod(absl::string_view path) {
+  absl::ConsumePrefix(&path, "/");
+  const size_t slash = path.find('/');
+  if (slash == absl::string_view::npos) return false;
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          std::string(path.substr(0, slash)));
+  return service != nullptr &&
+         service->FindMethodByName(std::string(path.substr(slash + 1))) !=
+             nullptr;
+}
+
+std::set<std::string> GeneratedOnly(std::set<std::string> methods) {
+  for (auto it = methods.begin(); it != methods.end();) {
+    it = IsGeneratedMethod(*it) ? std::next(it) : methods.erase(it);
+  }
+  return methods;
+}
+
+// One per hijackable call (a unary call of a listed method); see the header.
+class IdempotentRetryInterceptor : public Interceptor {
+ public:
+  IdempotentRetryInterceptor(ClientRpcInfo* info,
+                             const std::string* tombstone_prefix,
+                             absl::Duration call_timeout)
+      : info_(info),
+        tombstone_prefix_(tombstone_prefix),
+        call_timeout_(call_timeout) {}
+
+  void Intercept(InterceptorBatchMethods* methods) override {
+    if (!hijacked_) {
+      // A blocking unary call has one batch with the request and the status;
+      // an asynchronous or callback one receives its status in a later batch.
+      if (methods->QueryInterceptionHookPoint(
+              InterceptionHookPoints::PRE_SEND_INITIAL_METADATA) &&
+          methods->QueryInterceptionHookPoint(
+              InterceptionHookPoints::PRE_SEND_MESSAGE) &&
+          methods->GetRecvStatus() != nullptr &&
+          methods->GetRecvMessage() != nullptr) {
+        hijacked_ = true;
+        request_ = *methods->GetSerializedSendMessage();
+        metadata_ = *methods->GetSendInitialMetadata();
+        methods->Hijack();  // calls Intercept again with the receive ops
+        return;
+      }
+      methods->Proceed();
+      return;
+    }
+    // The hijacked receive ops: do the call, then answer them.
+    if (methods->QueryInterceptionHookPoint(
+            InterceptionHookPoints::PRE_RECV_STATUS)) {
+      Run(methods);
+      if (methods->QueryInterceptionHookPoint(
+              InterceptionHookPoints::PRE_RECV_INITIAL_METADATA)) {
+        Copy(context_->GetServerInitialMetadata(),
+             methods->GetRecvInitialMetadata());
+      }
+      if (methods->QueryInterceptionHookPoint(
+              InterceptionHookPoints::PRE_RECV_MESSAGE)) {
+        if (status_.ok()) {
+          // The stub's response object: a generated protobuf message (only
+          // generated methods are hijacked), whose MessageLite base is at
+          // its start.
+          auto* message = static_cast<google::protobuf::MessageLite*>(
+              methods->GetRecvMessage());
+          grpc::Status parsed = grpc::SerializationTraits<
+              google::protobuf::MessageLite>::Deserialize(&response_, message);
+          if (!parsed.ok()) {
+            status_ = grpc::Status(
+                grpc::StatusCode::INTERNAL,
+                absl::StrCat("cannot parse the response of ", info_->method(),
+                             ": ", parsed.error_message()));
+          }
+        }
+        if (!status_.ok()) methods->FailHijackedRecvMessage();
+      }
+      Copy(context_->GetServerTrailingMetadata(),
+           methods->GetRecvTrailingMetadata());
+      *methods->GetRecvStatus() = status_;
+    }
+    methods->Proceed();
+  }
+
+ private:
+  using MetadataMap = std::multimap<grpc::string_ref, grpc::string_ref>;
+
+  // The round's context outlives the call, so the references stay valid.
+  static void Copy(const MetadataMap& from, MetadataMap* to) {
+    if (to == nullptr) return;
+    to->insert(from.begin(), from.end());
+  }
+
+  // Rounds until one does not fail as a dying plugin's call fails.
+  void Run(InterceptorBatchMethods* methods) {
+    grpc::GenericStub stub(std::shared_ptr<grpc::ChannelInterface>(
+        methods->GetInterceptedChannel()));
+    auto deadline = info_->client_context()->deadline();
+    if (call_timeout_ > absl::ZeroDuration()) {
+      deadline =
+          std::min(deadline, absl::ToChronoTime(absl::Now() + call_timeout_));
+    }
+    for (int round = 1;; ++round) {
+      context_ = std::make_unique<grpc::ClientContext>();
+      context_->set_deadline(deadline);
+      for (const auto& [key, value] : metadata_) {
+        context_->AddMetadata(key, value);
+      }
+      response_.Clear();
+      absl::Notification done;
+      stub.UnaryCall(context_.get(), info_->method(), grpc::StubOptions(),
+                     &request_, &response_, [&](grpc::Status s) {
+                       status_ = std::move(s);
+                       done.Notify();
+                     });
+      done.WaitForNotification();
+      if (status_.error_code() != grpc::StatusCode::UNAVAILABLE ||
+          absl::StartsWith(status_.error_message(), *tombstone_prefix_) ||
+          round >= kMaxRetryRounds ||
+          std::chrono::system_clock::now() >= deadline) {
+        return;
+      }
+    }
+  }
+
+  ClientRpcInfo* const info_;
+  const std::string* const tombstone_prefix_;
+  const absl::Duration call_timeout_;
+  bool hijacked_ = false;
+  grpc::ByteBuffer request_;
+  std::multimap<std::string, std::string> metadata_;
+  std::unique_ptr<grpc::ClientContext> context_;  // the last round's
+  grpc::ByteBuffer response_;
+  grpc::Status status_;
+};
+
+}  // namespace
+
+IdempotentRetryInterceptorFactory::IdempotentRetryInterceptorFactory(
+    std::string plugin, std::set<std::string> methods,
+    absl::Duration call_timeout)
+    : tombstone_prefix_(absl::StrCat("plugin ", plugin, " is ")),
+      methods_(GeneratedOnly(std::move(methods))),
+      call_timeout_(call_timeout) {}
+
+Interceptor* IdempotentRetryInterceptorFactory::CreateClientInterceptor(
+    ClientRpcInfo* info) {
+  if (info->type() != ClientRpcInfo::Type::UNARY ||
+      methods_.count(info->method()) == 0) {
+    return nullptr;  // not hijacked: no interceptor at all for this call
+  }
+  return new IdempotentRetryInterceptor(info, &tombstone_prefix_,
+                                        call_timeout_);
+}
+
+}  // namespace plugd::host

@@ -1,0 +1,80 @@
+// Retries of idempotent calls across any number of plugin deaths, for the
+// channels of supervised and attached plugins (internal to the host library).
+//
+// gRPC's own retry policy (the channel's service config, ServiceConfig() in
+// host.cc) retries an idempotent call whose plugin died under it, but gRPC
+// allows a call at most 5 attempts (a cap of the library, not a setting). A
+// plugin killed again and again while a call waits for it (each new instance
+// taking the call and dying with it) exhausts those 5 attempts well within
+// the call's deadline, and the call fails with UNAVAILABLE "Socket closed"
+// (docs/reliability.md, the kills phase of plugd-soak). This interceptor
+// makes such a call transparent to the kills: it takes over (hijacks) a
+// blocking unary call of an idempotent method and issues it again, through
+// the rest of the channel (gRPC's retry policy included, so each round is up
+// to 5 attempts), until it succeeds, fails with anything but UNAVAILABLE,
+// the plugin is deliberately down (the supervisor's tombstone answered: its
+// message starts with "plugin NAME is "), the call's deadline (or the
+// channel's call_timeout from the call's start, whichever is sooner) passes,
+// or kMaxRetryRounds rounds failed.
+//
+//   std::vector<std::unique_ptr<ClientInterceptorFactoryInterface>> f;
+//   f.push_back(...status interceptor...);   // sees the final status
+//   f.push_back(std::make_unique<IdempotentRetryInterceptorFactory>(
+//       "echo", {"/plugd.v1.Control/Describe"}, absl::Seconds(30)));  // last
+//   auto channel = grpc::experimental::CreateCustomChannelWithInterceptors(
+//       target, creds, args, std::move(f));
+//
+// Scope and limits:
+// - Only blocking (synchronous) unary calls: their one batch carries the
+//   request and the status, so the call can be redone in the calling thread.
+//   Asynchronous and callback calls, and streams, pass through unchanged
+//   (gRPC's 5 attempts).
+// - Only methods whose request and response are generated protobuf messages
+//   (every method in the generated pool; all plugd stubs are).
+// - The call's deadline (capped at call_timeout), initial metadata and the
+//   channel's service config (waitForReady) carry over to each round; the
+//   server's metadata seen by the caller is that of the last round.
+//   ClientContext::TryCancel on a hijacked call does not reach the round in
+//   flight; the deadline still bounds it.
+// - Must be the last interceptor of the channel: the rounds go through the
+//   interceptors after it, and the ones before see one call.
+#ifndef PLUGD_HOSTS_SRC_IDEMPOTENT_RETRY_H_
+#define PLUGD_HOSTS_SRC_IDEMPOTENT_RETRY_H_
+
+#include <grpcpp/support/client_interceptor.h>
+
+#include <set>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace plugd::host {
+
+// At most this many rounds (each up to gRPC's 5 attempts) per call.
+inline constexpr int kMaxRetryRounds = 20;
+
+class IdempotentRetryInterceptorFactory
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  // `plugin`: the plugin's name (its tombstone's messages start with
+  // "plugin NAME is "). `methods`: the full method paths to retry, as gRPC
+  // names them ("/package.Service/Method"); those not in the generated pool
+  // are not retried. `call_timeout`: the longest a call may take, all rounds
+  // together, when its own deadline is later (PluginOptions::call_timeout;
+  // zero: no cap).
+  IdempotentRetryInterceptorFactory(std::string plugin,
+                                    std::set<std::string> methods,
+                                    absl::Duration call_timeout);
+
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override;
+
+ private:
+  const std::string tombstone_prefix_;
+  const std::set<std::string> methods_;
+  const absl::Duration call_timeout_;
+};
+
+}  // namespace plugd::host
+
+#endif  // PLUGD_HOSTS_SRC_IDEMPOTENT_RETRY_H_

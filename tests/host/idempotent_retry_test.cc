@@ -1,0 +1,118 @@
+// An idempotent call through a supervised plugin's channel lives through
+// more plugin deaths than gRPC's retry policy allows attempts (5): the host
+// library's IdempotentRetryInterceptorFactory (hosts/src/idempotent_retry.h)
+// issues it again until it gets through. The plugin (plugd-test-raw
+// --mode=die-in-list-functions) SIGKILLs itself inside ListFunctions as many
+// times as its deaths file says, so every attempt dies on a live instance:
+// deterministic, no timing involved.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "plugd/host/host.h"
+#include "plugd/v1/plugin.grpc.pb.h"
+#include "test_util.h"
+
+namespace plugd::host {
+namespace {
+
+using ::plugd::testing::Bin;
+
+class IdempotentRetryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/plugd-retry-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    dir_ = dir;
+    deaths_file_ = dir_ + "/deaths";
+    auto host = Host::Create();
+    ASSERT_TRUE(host.ok()) << host.status();
+    host_ = std::move(*host);
+    PluginOptions options;
+    options.name = "dier";
+    options.command = {Bin("plugd-test-raw"), "--mode=die-in-list-functions",
+                       "--deaths-file=" + deaths_file_};
+    SupervisionOptions supervision;
+    supervision.backoff.initial = absl::Milliseconds(1);
+    supervision.backoff.max = absl::Milliseconds(5);
+    supervision.max_restarts = 0;  // unlimited
+    options.supervision = supervision;
+    auto plugin = host_->Launch(options);
+    ASSERT_TRUE(plugin.ok()) << plugin.status();
+    plugin_ = *plugin;
+  }
+
+  void TearDown() override {
+    host_.reset();  // stops the plugin
+    unlink(deaths_file_.c_str());
+    rmdir(dir_.c_str());
+  }
+
+  void SetDeaths(int n) { std::ofstream(deaths_file_) << n << "\n"; }
+
+  int DeathsLeft() {
+    int n = -1;
+    std::ifstream(deaths_file_) >> n;
+    return n;
+  }
+
+  std::string dir_;
+  std::string deaths_file_;
+  std::unique_ptr<Host> host_;
+  std::shared_ptr<Plugin> plugin_;
+};
+
+TEST_F(IdempotentRetryTest, BlockingCallLivesThroughMoreDeathsThanAttempts) {
+  SetDeaths(8);  // gRPC alone gives up after 5 attempts
+  auto stub = v1::Functions::NewStub(plugin_->channel());
+  grpc::ClientContext context;
+  // A hang guard: the call needs 8 restarts of a few milliseconds each.
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::ListFunctionsResponse response;
+  grpc::Status status =
+      stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+  ASSERT_TRUE(status.ok()) << status.error_code() << " "
+                           << status.error_message();
+  ASSERT_EQ(response.functions_size(), 1);
+  EXPECT_EQ(response.functions(0).name(), "echo");
+  EXPECT_EQ(DeathsLeft(), 0) << "the call did not go through all the deaths";
+}
+
+TEST_F(IdempotentRetryTest, NonIdempotentCallIsNotRetried) {
+  SetDeaths(0);
+  // Functions/Call is not marked idempotent: it goes through once, as is.
+  auto stub = v1::Functions::NewStub(plugin_->channel());
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::CallRequest request;
+  request.set_function("echo");
+  request.add_args()->set_string_value("hi");
+  v1::CallResponse response;
+  grpc::Status status = stub->Call(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.result().string_value(), "hi");
+}
+
+TEST_F(IdempotentRetryTest, StoppedPluginFailsFastNamingIt) {
+  SetDeaths(0);
+  ASSERT_TRUE(plugin_->Stop().ok());
+  auto stub = v1::Functions::NewStub(plugin_->channel());
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::ListFunctionsResponse response;
+  grpc::Status status =
+      stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+  // UNAVAILABLE, not DEADLINE_EXCEEDED: the tombstone's answer is final, not
+  // retried until the deadline.
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(status.error_message().find("plugin dier is stopped"),
+            std::string::npos)
+      << status.error_message();
+}
+
+}  // namespace
+}  // namespace plugd::host
