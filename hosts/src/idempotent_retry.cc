@@ -16,7 +16,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 
 namespace plugd::host {
@@ -59,8 +58,9 @@ class IdempotentRetryInterceptor : public Interceptor {
 
   void Intercept(InterceptorBatchMethods* methods) override {
     if (!hijacked_) {
-      // A blocking unary call has one batch with the request and the status;
-      // an asynchronous or callback one receives its status in a later batch.
+      // A unary call, blocking, asynchronous or callback, has one batch with
+      // the request and the status (an asynchronous one whose caller reads
+      // the initial metadata first receives its status later: not hijacked).
       if (methods->QueryInterceptionHookPoint(
               InterceptionHookPoints::PRE_SEND_INITIAL_METADATA) &&
           methods->QueryInterceptionHookPoint(
@@ -76,37 +76,21 @@ class IdempotentRetryInterceptor : public Interceptor {
       methods->Proceed();
       return;
     }
-    // The hijacked receive ops: do the call, then answer them.
+    // The hijacked receive ops: answered (and Proceed called) when the last
+    // round ends, from the thread that completes it; nothing blocks here.
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_RECV_STATUS)) {
-      Run(methods);
-      if (methods->QueryInterceptionHookPoint(
-              InterceptionHookPoints::PRE_RECV_INITIAL_METADATA)) {
-        Copy(context_->GetServerInitialMetadata(),
-             methods->GetRecvInitialMetadata());
+      recv_methods_ = methods;
+      stub_ = std::make_unique<grpc::GenericStub>(
+          std::shared_ptr<grpc::ChannelInterface>(
+              methods->GetInterceptedChannel()));
+      deadline_ = info_->client_context()->deadline();
+      if (call_timeout_ > absl::ZeroDuration()) {
+        deadline_ = std::min(deadline_,
+                             absl::ToChronoTime(absl::Now() + call_timeout_));
       }
-      if (methods->QueryInterceptionHookPoint(
-              InterceptionHookPoints::PRE_RECV_MESSAGE)) {
-        if (status_.ok()) {
-          // The stub's response object: a generated protobuf message (only
-          // generated methods are hijacked), whose MessageLite base is at
-          // its start.
-          auto* message = static_cast<google::protobuf::MessageLite*>(
-              methods->GetRecvMessage());
-          grpc::Status parsed = grpc::SerializationTraits<
-              google::protobuf::MessageLite>::Deserialize(&response_, message);
-          if (!parsed.ok()) {
-            status_ = grpc::Status(
-                grpc::StatusCode::INTERNAL,
-                absl::StrCat("cannot parse the response of ", info_->method(),
-                             ": ", parsed.error_message()));
-          }
-        }
-        if (!status_.ok()) methods->FailHijackedRecvMessage();
-      }
-      Copy(context_->GetServerTrailingMetadata(),
-           methods->GetRecvTrailingMetadata());
-      *methods->GetRecvStatus() = status_;
+      StartRound();
+      return;
     }
     methods->Proceed();
   }
@@ -120,36 +104,67 @@ class IdempotentRetryInterceptor : public Interceptor {
     to->insert(from.begin(), from.end());
   }
 
-  // Rounds until one does not fail as a dying plugin's call fails.
-  void Run(InterceptorBatchMethods* methods) {
-    grpc::GenericStub stub(std::shared_ptr<grpc::ChannelInterface>(
-        methods->GetInterceptedChannel()));
-    auto deadline = info_->client_context()->deadline();
-    if (call_timeout_ > absl::ZeroDuration()) {
-      deadline =
-          std::min(deadline, absl::ToChronoTime(absl::Now() + call_timeout_));
+  // One round: the call again, through the rest of the channel. Its
+  // completion starts the next round or answers the hijacked receive ops.
+  void StartRound() {
+    ++round_;
+    context_ = std::make_unique<grpc::ClientContext>();
+    context_->set_deadline(deadline_);
+    for (const auto& [key, value] : metadata_) {
+      context_->AddMetadata(key, value);
     }
-    for (int round = 1;; ++round) {
-      context_ = std::make_unique<grpc::ClientContext>();
-      context_->set_deadline(deadline);
-      for (const auto& [key, value] : metadata_) {
-        context_->AddMetadata(key, value);
-      }
-      response_.Clear();
-      absl::Notification done;
-      stub.UnaryCall(context_.get(), info_->method(), grpc::StubOptions(),
-                     &request_, &response_, [&](grpc::Status s) {
+    response_.Clear();
+    stub_->UnaryCall(context_.get(), info_->method(), grpc::StubOptions(),
+                     &request_, &response_, [this](grpc::Status s) {
                        status_ = std::move(s);
-                       done.Notify();
+                       if (ShouldRetry()) {
+                         StartRound();
+                       } else {
+                         Answer();
+                       }
                      });
-      done.WaitForNotification();
-      if (status_.error_code() != grpc::StatusCode::UNAVAILABLE ||
-          absl::StartsWith(status_.error_message(), *tombstone_prefix_) ||
-          round >= kMaxRetryRounds ||
-          std::chrono::system_clock::now() >= deadline) {
-        return;
-      }
+  }
+
+  // Whether the round failed as a dying plugin's call fails, and the call
+  // may go on.
+  bool ShouldRetry() const {
+    return status_.error_code() == grpc::StatusCode::UNAVAILABLE &&
+           !absl::StartsWith(status_.error_message(), *tombstone_prefix_) &&
+           round_ < kMaxRetryRounds &&
+           std::chrono::system_clock::now() < deadline_;
+  }
+
+  // Fills the hijacked receive ops with the last round's outcome.
+  void Answer() {
+    InterceptorBatchMethods* methods = recv_methods_;
+    if (methods->QueryInterceptionHookPoint(
+            InterceptionHookPoints::PRE_RECV_INITIAL_METADATA)) {
+      Copy(context_->GetServerInitialMetadata(),
+           methods->GetRecvInitialMetadata());
     }
+    if (methods->QueryInterceptionHookPoint(
+            InterceptionHookPoints::PRE_RECV_MESSAGE)) {
+      if (status_.ok()) {
+        // The stub's response object: a generated protobuf message (only
+        // generated methods are hijacked), whose MessageLite base is at its
+        // start.
+        auto* message = static_cast<google::protobuf::MessageLite*>(
+            methods->GetRecvMessage());
+        grpc::Status parsed = grpc::SerializationTraits<
+            google::protobuf::MessageLite>::Deserialize(&response_, message);
+        if (!parsed.ok()) {
+          status_ = grpc::Status(
+              grpc::StatusCode::INTERNAL,
+              absl::StrCat("cannot parse the response of ", info_->method(),
+                           ": ", parsed.error_message()));
+        }
+      }
+      if (!status_.ok()) methods->FailHijackedRecvMessage();
+    }
+    Copy(context_->GetServerTrailingMetadata(),
+         methods->GetRecvTrailingMetadata());
+    *methods->GetRecvStatus() = status_;
+    methods->Proceed();  // the call completes; this object may be gone after
   }
 
   ClientRpcInfo* const info_;
@@ -158,6 +173,10 @@ class IdempotentRetryInterceptor : public Interceptor {
   bool hijacked_ = false;
   grpc::ByteBuffer request_;
   std::multimap<std::string, std::string> metadata_;
+  InterceptorBatchMethods* recv_methods_ = nullptr;  // the hijacked ops
+  std::unique_ptr<grpc::GenericStub> stub_;
+  std::chrono::system_clock::time_point deadline_;
+  int round_ = 0;
   std::unique_ptr<grpc::ClientContext> context_;  // the last round's
   grpc::ByteBuffer response_;
   grpc::Status status_;

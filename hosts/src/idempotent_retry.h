@@ -9,10 +9,10 @@
 // the call's deadline, and the call fails with UNAVAILABLE "Socket closed"
 // (docs/reliability.md, the kills phase of plugd-soak). This interceptor
 // makes such a call transparent to the kills: it takes over (hijacks) a
-// blocking unary call of an idempotent method and issues it again, through
-// the rest of the channel (gRPC's retry policy included, so each round is up
-// to 5 attempts), until it succeeds, fails with anything but UNAVAILABLE,
-// the plugin is deliberately down (the supervisor's tombstone answered: its
+// unary call of an idempotent method and issues it again, through the rest
+// of the channel (gRPC's retry policy included, so each round is up to 5
+// attempts), until it succeeds, fails with anything but UNAVAILABLE, the
+// plugin is deliberately down (the supervisor's tombstone answered: its
 // message starts with "plugin NAME is "), the call's deadline (or the
 // channel's call_timeout from the call's start, whichever is sooner) passes,
 // or kMaxRetryRounds rounds failed.
@@ -25,10 +25,13 @@
 //       target, creds, args, std::move(f));
 //
 // Scope and limits:
-// - Only blocking (synchronous) unary calls: their one batch carries the
-//   request and the status, so the call can be redone in the calling thread.
-//   Asynchronous and callback calls, and streams, pass through unchanged
-//   (gRPC's 5 attempts).
+// - Unary calls, blocking, asynchronous (completion queue) or callback: the
+//   rounds are callback calls, chained from each one's completion, and the
+//   hijacked call completes from the last one's; no thread waits for them
+//   (a blocking wait here would hold a thread of gRPC's callback pool or of
+//   the caller's completion queue, and deadlock once all are held). An
+//   asynchronous call whose caller reads the initial metadata before
+//   Finish, and streams, pass through unchanged (gRPC's 5 attempts).
 // - Only methods whose request and response are generated protobuf messages
 //   (every method in the generated pool; all plugd stubs are).
 // - The call's deadline (capped at call_timeout), initial metadata and the

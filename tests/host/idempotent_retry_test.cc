@@ -5,13 +5,17 @@
 // --mode=die-in-list-functions) SIGKILLs itself inside ListFunctions as many
 // times as its deaths file says, so every attempt dies on a live instance:
 // deterministic, no timing involved.
+#include <grpcpp/completion_queue.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "plugd/host/host.h"
 #include "plugd/v1/plugin.grpc.pb.h"
@@ -112,6 +116,109 @@ TEST_F(IdempotentRetryTest, StoppedPluginFailsFastNamingIt) {
   EXPECT_NE(status.error_message().find("plugin dier is stopped"),
             std::string::npos)
       << status.error_message();
+}
+
+TEST_F(IdempotentRetryTest, CallbackCallLivesThroughMoreDeathsThanAttempts) {
+  SetDeaths(8);
+  auto stub = v1::Functions::NewStub(plugin_->channel());
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::ListFunctionsRequest request;
+  v1::ListFunctionsResponse response;
+  grpc::Status status;
+  absl::Notification done;
+  stub->async()->ListFunctions(&context, &request, &response,
+                               [&](grpc::Status s) {
+                                 status = std::move(s);
+                                 done.Notify();
+                               });
+  // A hang guard beyond the call's own deadline.
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(90)));
+  ASSERT_TRUE(status.ok()) << status.error_code() << " "
+                           << status.error_message();
+  ASSERT_EQ(response.functions_size(), 1);
+  EXPECT_EQ(response.functions(0).name(), "echo");
+  EXPECT_EQ(DeathsLeft(), 0) << "the call did not go through all the deaths";
+}
+
+TEST_F(IdempotentRetryTest, CompletionQueueCallLivesThroughMoreDeaths) {
+  SetDeaths(8);
+  auto stub = v1::Functions::NewStub(plugin_->channel());
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::ListFunctionsResponse response;
+  grpc::Status status;
+  auto call = stub->PrepareAsyncListFunctions(&context,
+                                              v1::ListFunctionsRequest(), &cq);
+  call->StartCall();
+  int tag = 1;
+  call->Finish(&response, &status, &tag);
+  void* got = nullptr;
+  bool ok = false;
+  // Next returns when the call ends; its deadline is the hang guard.
+  ASSERT_TRUE(cq.Next(&got, &ok));
+  EXPECT_EQ(got, &tag);
+  EXPECT_TRUE(ok);
+  ASSERT_TRUE(status.ok()) << status.error_code() << " "
+                           << status.error_message();
+  ASSERT_EQ(response.functions_size(), 1);
+  EXPECT_EQ(DeathsLeft(), 0) << "the call did not go through all the deaths";
+  cq.Shutdown();
+  while (cq.Next(&got, &ok)) {
+  }
+}
+
+// Callback calls started from the completions of earlier ones run on gRPC's
+// callback threads. The retry interceptor once waited for its rounds there,
+// holding those threads until none was left to complete the rounds: these
+// chains of calls deadlocked (plugd-bench's throughput scenario hung).
+TEST_F(IdempotentRetryTest, ChainedCallbackCallsDoNotHoldCallbackThreads) {
+  SetDeaths(0);
+  auto stub = v1::Functions::NewStub(plugin_->channel());
+  constexpr int kChains = 8;
+  constexpr int kCallsPerChain = 25;
+  struct Chain {
+    v1::Functions::Stub* stub;
+    std::unique_ptr<grpc::ClientContext> context;
+    v1::ListFunctionsRequest request;
+    v1::ListFunctionsResponse response;
+    int calls_left = kCallsPerChain;
+    int ok_calls = 0;
+    std::string first_error;
+    absl::Notification done;
+    void Next() {
+      context = std::make_unique<grpc::ClientContext>();
+      context->set_deadline(
+          absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      response.Clear();
+      stub->async()->ListFunctions(
+          context.get(), &request, &response, [this](grpc::Status s) {
+            if (s.ok() && response.functions_size() == 1) {
+              ++ok_calls;
+            } else if (first_error.empty()) {
+              first_error = s.ok() ? "wrong response" : s.error_message();
+            }
+            if (--calls_left > 0) {
+              Next();  // from the callback thread, as the bench does
+            } else {
+              done.Notify();
+            }
+          });
+    }
+  };
+  std::vector<std::unique_ptr<Chain>> chains;
+  for (int i = 0; i < kChains; ++i) {
+    chains.push_back(std::make_unique<Chain>());
+    chains.back()->stub = stub.get();
+    chains.back()->Next();
+  }
+  for (auto& chain : chains) {
+    // A hang guard: a deadlock never notifies.
+    ASSERT_TRUE(chain->done.WaitForNotificationWithTimeout(absl::Seconds(60)))
+        << "a chain of callback calls is stuck";
+    EXPECT_EQ(chain->ok_calls, kCallsPerChain) << chain->first_error;
+  }
 }
 
 }  // namespace
