@@ -101,21 +101,6 @@ double MeasureThroughput(const std::shared_ptr<grpc::Channel>& channel,
   return static_cast<double>(calls) / (static_cast<double>(t1 - t0) / 1e9);
 }
 
-Row LatencyRow(const std::string& scenario, const std::string& figure,
-               double value, const std::string& baseline, double base,
-               Goal goal = Goal::kNone, double target = 0) {
-  Row row;
-  row.scenario = scenario;
-  row.figure = figure;
-  row.value = value;
-  row.unit = "us";
-  row.baseline = baseline;
-  row.baseline_value = base;
-  row.goal = goal;
-  row.target = target;
-  return row;
-}
-
 }  // namespace
 
 std::string GoPluginHost() { return Bin("bench-goplugin-host"); }
@@ -226,27 +211,28 @@ void RunCalls(Context& ctx) {
     const Samples &plugd_s = s[0], &grpc_s = s[1], &default_s = s[2],
                   &raw_s = s[3], &bare_s = s[4], &nofn_s = s[5];
     ctx.figures["plugd_p50_" + std::to_string(size)] = plugd_s.Median();
-    report.Add(LatencyRow(sc, "plugd typed p50, " + sz, plugd_s.Median(),
-                          "bare gRPC, plugd settings", grpc_s.Median(),
-                          Goal::kAtMost, 1.05));
-    report.Add(LatencyRow(sc, "plugd typed p99, " + sz, plugd_s.Percentile(99),
-                          "bare gRPC, plugd settings", grpc_s.Percentile(99)));
-    report.Add(LatencyRow(sc, "plugd typed p50, " + sz, plugd_s.Median(),
-                          "bare gRPC, defaults", default_s.Median()));
-    Row floor = LatencyRow(sc, "plugd typed p50, " + sz, plugd_s.Median(),
-                           "raw socket floor", raw_s.Median());
+    report.Add(MakeRow("us", sc, "plugd typed p50, " + sz, plugd_s.Median(),
+                       "bare gRPC, plugd settings", grpc_s.Median(),
+                       Goal::kAtMost, 1.05));
+    report.Add(MakeRow("us", sc, "plugd typed p99, " + sz,
+                       plugd_s.Percentile(99), "bare gRPC, plugd settings",
+                       grpc_s.Percentile(99)));
+    report.Add(MakeRow("us", sc, "plugd typed p50, " + sz, plugd_s.Median(),
+                       "bare gRPC, defaults", default_s.Median()));
+    Row floor = MakeRow("us", sc, "plugd typed p50, " + sz, plugd_s.Median(),
+                        "raw socket floor", raw_s.Median());
     if (size == (1 << 20)) {
       floor.goal = Goal::kAtMost;
       floor.target = 4;
     }
     report.Add(floor);
-    report.Add(LatencyRow(sc, "bare gRPC (plugd settings) p50, " + sz,
-                          grpc_s.Median(), "raw socket floor", raw_s.Median()));
-    report.Add(LatencyRow(sc, "plugd unsupervised launch p50, " + sz,
-                          bare_s.Median(), "bare gRPC, defaults",
-                          default_s.Median()));
-    report.Add(LatencyRow(sc, "plugd typed, no Functions service p50, " + sz,
-                          nofn_s.Median(), "plugd typed", plugd_s.Median()));
+    report.Add(MakeRow("us", sc, "bare gRPC (plugd settings) p50, " + sz,
+                       grpc_s.Median(), "raw socket floor", raw_s.Median()));
+    report.Add(MakeRow("us", sc, "plugd unsupervised launch p50, " + sz,
+                       bare_s.Median(), "bare gRPC, defaults",
+                       default_s.Median()));
+    report.Add(MakeRow("us", sc, "plugd typed, no Functions service p50, " + sz,
+                       nofn_s.Median(), "plugd typed", plugd_s.Median()));
   }
   // The dynamic call against the typed one.
   for (size_t size : calls_enabled ? std::vector<size_t>{64, 64 << 10}
@@ -259,8 +245,8 @@ void RunCalls(Context& ctx) {
       report.Skip(sc, "dynamic call " + SizeName(size), error);
       continue;
     }
-    report.Add(LatencyRow(sc, "plugd dynamic call p50, " + SizeName(size),
-                          s[0].Median(), "plugd typed", s[1].Median()));
+    report.Add(MakeRow("us", sc, "plugd dynamic call p50, " + SizeName(size),
+                       s[0].Median(), "plugd typed", s[1].Median()));
   }
 
   // ---- 2: throughput, 64 B.
@@ -317,12 +303,12 @@ void RunCalls(Context& ctx) {
                       s.empty() ? error : std::string(go.status().message()));
           continue;
         }
-        report.Add(LatencyRow(sc3, "plugd typed p50, " + SizeName(size),
-                              s[0].Median(), "go-plugin (" + procs + ")",
-                              (*go)["p50_us"], Goal::kAtMost, 1.0));
-        report.Add(LatencyRow(sc3, "plugd typed p99, " + SizeName(size),
-                              s[0].Percentile(99), "go-plugin (" + procs + ")",
-                              (*go)["p99_us"]));
+        report.Add(MakeRow("us", sc3, "plugd typed p50, " + SizeName(size),
+                           s[0].Median(), "go-plugin (" + procs + ")",
+                           (*go)["p50_us"], Goal::kAtMost, 1.0));
+        report.Add(MakeRow("us", sc3, "plugd typed p99, " + SizeName(size),
+                           s[0].Percentile(99), "go-plugin (" + procs + ")",
+                           (*go)["p99_us"]));
       }
       const int calls = ctx.Count(20000, 1000);
       std::string error;
@@ -367,11 +353,11 @@ void RunCalls(Context& ctx) {
         report.Skip(sc3, name + " plugin latency", error);
         continue;
       }
-      report.Add(LatencyRow(sc3, name + " plugin p50, " + SizeName(size),
-                            s[0].Median(), "plugd C++ plugin", s[1].Median()));
-      report.Add(LatencyRow(sc3, name + " plugin p99, " + SizeName(size),
-                            s[0].Percentile(99), "plugd C++ plugin",
-                            s[1].Percentile(99)));
+      report.Add(MakeRow("us", sc3, name + " plugin p50, " + SizeName(size),
+                         s[0].Median(), "plugd C++ plugin", s[1].Median()));
+      report.Add(MakeRow("us", sc3, name + " plugin p99, " + SizeName(size),
+                         s[0].Percentile(99), "plugd C++ plugin",
+                         s[1].Percentile(99)));
     }
     (*p)->Stop().IgnoreError();
   }

@@ -15,23 +15,12 @@
 #include "plugd/common/channel.h"
 #include "plugd/common/protocol.h"
 #include "plugd/common/value.h"
+#include "raw_io.h"
 
 namespace plugd::bench {
 namespace {
 
 constexpr absl::Duration kCallDeadline = absl::Seconds(30);
-
-bool ReadFull(int fd, void* data, size_t size) {
-  char* p = static_cast<char*>(data);
-  while (size > 0) {
-    ssize_t n = read(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
 
 }  // namespace
 

@@ -30,34 +30,14 @@
 #include <vector>
 
 #include "echo_service.h"
+#include "raw_io.h"
 
 namespace {
 
+using plugd::bench::ReadFull;
+using plugd::bench::WriteFull;
+
 constexpr int kPlugdMaxMessageBytes = 64 << 20;  // kDefaultMaxMessageBytes
-
-bool ReadFull(int fd, void* data, size_t size) {
-  char* p = static_cast<char*>(data);
-  while (size > 0) {
-    ssize_t n = read(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
-bool WriteFull(int fd, const void* data, size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
 
 // The raw floor: accept, echo framed messages until EOF, repeat.
 void ServeRaw(int listener) {

@@ -19,21 +19,6 @@
 namespace plugd::bench {
 namespace {
 
-Row MsRow(const std::string& scenario, const std::string& figure, double ms,
-          const std::string& baseline = "", double base = 0,
-          Goal goal = Goal::kNone, double target = 0) {
-  Row row;
-  row.scenario = scenario;
-  row.figure = figure;
-  row.value = ms;
-  row.unit = "ms";
-  row.baseline = baseline;
-  row.baseline_value = base;
-  row.goal = goal;
-  row.target = target;
-  return row;
-}
-
 // fork + exec + exit + wait of a trivial program: the floor of any start.
 Samples ExecFloor(int reps) {
   Samples s;
@@ -124,8 +109,9 @@ void RunColdStart(Context& ctx) {
       continue;
     }
     if (&kind == &kinds[0]) ctx.figures["cold_cpp_ms"] = s.Median();
-    report.Add(MsRow(sc, kind.label + " launch -> first call, p50", s.Median(),
-                     "exec of /bin/true (floor)", floor.Median()));
+    report.Add(MakeRow("ms", sc, kind.label + " launch -> first call, p50",
+                       s.Median(), "exec of /bin/true (floor)",
+                       floor.Median()));
   }
   {
     Samples s;
@@ -141,13 +127,13 @@ void RunColdStart(Context& ctx) {
     }
     if (error.empty()) {
       ctx.figures["cold_bare_ms"] = s.Median();
-      report.Add(MsRow(sc, "bare gRPC server exec -> first call, p50",
-                       s.Median(), "exec of /bin/true (floor)",
-                       floor.Median()));
+      report.Add(MakeRow("ms", sc, "bare gRPC server exec -> first call, p50",
+                         s.Median(), "exec of /bin/true (floor)",
+                         floor.Median()));
       if (ctx.figures.count("cold_cpp_ms")) {
-        report.Add(MsRow(sc, "C++ plugin launch -> first call, p50",
-                         ctx.figures["cold_cpp_ms"], "bare gRPC server",
-                         s.Median()));
+        report.Add(MakeRow("ms", sc, "C++ plugin launch -> first call, p50",
+                           ctx.figures["cold_cpp_ms"], "bare gRPC server",
+                           s.Median()));
       }
     } else {
       report.Skip(sc, "bare gRPC server", error);
@@ -175,9 +161,9 @@ void RunColdStart(Context& ctx) {
                           : std::string(go.status().message()));
       continue;
     }
-    report.Add(MsRow("3 peers", "C++ plugin launch -> first call, p50",
-                     plugd.Median(), "go-plugin (" + procs + ")",
-                     (*go)["cold_start_ms"], Goal::kAtMost, 1.0));
+    report.Add(MakeRow("ms", "3 peers", "C++ plugin launch -> first call, p50",
+                       plugd.Median(), "go-plugin (" + procs + ")",
+                       (*go)["cold_start_ms"], Goal::kAtMost, 1.0));
   }
 }
 
@@ -271,19 +257,22 @@ void RunRecovery(Context& ctx) {
     report.Skip(sc5, "crash detection", "no exited event seen");
   } else {
     // The floor: the same kills seen through a pidfd of the bench's own.
-    report.Add(MsRow(sc5, "SIGKILL -> exited event, p50", detect.Median(),
-                     "SIGKILL -> pidfd readable here (floor)",
-                     own_view.Median(), Goal::kValueAtMost, 1.0));
-    report.Add(MsRow(sc5, "SIGKILL -> exited event, max", detect.Max(),
-                     "SIGKILL -> pidfd readable here (floor)", own_view.Max()));
+    report.Add(MakeRow("ms", sc5, "SIGKILL -> exited event, p50",
+                       detect.Median(),
+                       "SIGKILL -> pidfd readable here (floor)",
+                       own_view.Median(), Goal::kValueAtMost, 1.0));
+    report.Add(MakeRow("ms", sc5, "SIGKILL -> exited event, max", detect.Max(),
+                       "SIGKILL -> pidfd readable here (floor)",
+                       own_view.Max()));
     const double cold =
         ctx.figures.count("cold_cpp_ms") ? ctx.figures["cold_cpp_ms"] : 0;
-    report.Add(MsRow(sc5, "SIGKILL -> first successful call, p50",
-                     first_call.Median(), cold > 0 ? "C++ cold start (4)" : "",
-                     cold, Goal::kValueAtMost, 50));
+    report.Add(MakeRow(
+        "ms", sc5, "SIGKILL -> first successful call, p50", first_call.Median(),
+        cold > 0 ? "C++ cold start (4)" : "", cold, Goal::kValueAtMost, 50));
+    report.Add(MakeRow("ms", sc5, "SIGKILL -> first successful call, max",
+                       first_call.Max()));
     report.Add(
-        MsRow(sc5, "SIGKILL -> first successful call, max", first_call.Max()));
-    report.Add(MsRow(sc5, "SIGKILL -> ready event, p50", ready.Median()));
+        MakeRow("ms", sc5, "SIGKILL -> ready event, p50", ready.Median()));
     Row f;
     f.scenario = sc5;
     f.figure = absl::StrCat("failed first calls (of ", reps, ")");
@@ -365,9 +354,9 @@ void RunRecovery(Context& ctx) {
   f.goal = Goal::kZero;
   if (failures > 0) f.note = "last error: " + last_error;
   report.Add(f);
-  report.Add(MsRow(sc6, "added latency per restart, p50", added.Median(),
-                   "steady call p50", steady.Median() / 1e3));
-  report.Add(MsRow(sc6, "added latency per restart, max", added.Max()));
+  report.Add(MakeRow("ms", sc6, "added latency per restart, p50",
+                     added.Median(), "steady call p50", steady.Median() / 1e3));
+  report.Add(MakeRow("ms", sc6, "added latency per restart, max", added.Max()));
 }
 
 }  // namespace plugd::bench

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace plugd::bench {
@@ -30,6 +31,23 @@ struct Row {
   std::string note;      // shown after the verdict
   bool skipped = false;  // the figure could not be measured (note says why)
 };
+
+// A measured row: `value` in `unit`, compared with `baseline` (empty: none)
+// measured at `base`, judged against `target` when `goal` says so.
+inline Row MakeRow(std::string unit, std::string scenario, std::string figure,
+                   double value, std::string baseline = "", double base = 0,
+                   Goal goal = Goal::kNone, double target = 0) {
+  Row row;
+  row.scenario = std::move(scenario);
+  row.figure = std::move(figure);
+  row.value = value;
+  row.unit = std::move(unit);
+  row.baseline = std::move(baseline);
+  row.baseline_value = base;
+  row.goal = goal;
+  row.target = target;
+  return row;
+}
 
 class Report {
  public:

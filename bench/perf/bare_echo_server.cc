@@ -9,14 +9,15 @@
 #include <memory>
 #include <string>
 
-#include "echo_handler.h"
+#include "echo_service.h"
+#include "perf_args.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: perf-bare-echo SOCKET_PATH\n");
     return 1;
   }
-  plugd::perf::EchoHandler echo;
+  plugd::bench::EchoService echo;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(std::string("unix:") + argv[1],
                            grpc::InsecureServerCredentials());

@@ -27,7 +27,8 @@
 #include <thread>
 #include <vector>
 
-#include "echo_handler.h"
+#include "echo/v1/echo.grpc.pb.h"
+#include "perf_args.h"
 #include "plugd/common/channel.h"
 #include "plugd/host/host.h"
 

@@ -5,7 +5,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "echo_handler.h"
+#include "echo_service.h"
+#include "perf_args.h"
 #include "plugd/sdk/plugin.h"
 
 int main(int argc, char** argv) {
@@ -29,7 +30,7 @@ int main(int argc, char** argv) {
   info.version = "1.0.0";
   info.tune_allocator = tune;
   plugd::sdk::Plugin plugin(std::move(info));
-  plugd::perf::EchoHandler echo;
+  plugd::bench::EchoService echo;
   plugin.AddService(&echo);
   if (functions) {
     plugin.AddFunction({.name = "noop",

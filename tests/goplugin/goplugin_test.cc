@@ -69,23 +69,6 @@ broker::GoPluginOptions KvGoPlugin(std::string value = kCookieValue) {
   return go;
 }
 
-// A private temp dir, removed at the end.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/pgp-XXXXXX";
-    if (mkdtemp(tmpl) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 std::unique_ptr<kv::v1::KV::Stub> Kv(const std::shared_ptr<grpc::Channel>& c) {
   return kv::v1::KV::NewStub(c);
 }

@@ -6,12 +6,14 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -215,6 +217,19 @@ bool Child::ReadLine(std::string* line, absl::Duration timeout) {
 
 void InstallNoLeftoverProcessesCheck() {
   ::testing::AddGlobalTestEnvironment(new NoLeftoversEnvironment);
+}
+
+TempDir::TempDir(mode_t mode) {
+  char name[] = "/tmp/pt-XXXXXX";
+  if (::mkdtemp(name) == nullptr) return;
+  path_ = name;
+  ::chmod(path_.c_str(), mode);
+}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
 }
 
 }  // namespace plugd::testing

@@ -54,6 +54,22 @@ class Child {
   std::string buffer_;
 };
 
+// A fresh directory "/tmp/pt-XXXXXX" (short: Unix socket paths inside it
+// must stay under 108 bytes) with permissions `mode`, removed with its
+// contents when destroyed. path() is empty when it could not be made (errno
+// says why).
+class TempDir {
+ public:
+  explicit TempDir(mode_t mode = 0700);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // Makes this process a child subreaper, so every process a test starts, and
 // their orphans, stay visible; at the end, fails if any is still alive.
 void InstallNoLeftoverProcessesCheck();

@@ -157,23 +157,6 @@ class UserEnvironment : public ::testing::Environment {
   ThrowawayUser user_;
 };
 
-// A fresh directory under /tmp that the other user may traverse (0711).
-class TempDir {
- public:
-  TempDir() {
-    char name[] = "/tmp/pcXXXXXX";
-    path_ = mkdtemp(name) != nullptr ? name : "";
-    if (!path_.empty()) chmod(path_.c_str(), 0711);
-  }
-  ~TempDir() {
-    if (!path_.empty()) RunCommand({"/bin/rm", "-rf", path_});
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 class SecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -185,7 +168,7 @@ class SecurityTest : public ::testing::Test {
     ASSERT_FALSE(dir_.path().empty()) << "mkdtemp: " << strerror(errno);
   }
   const ThrowawayUser& user() const { return *g_user; }
-  TempDir dir_;
+  TempDir dir_{0711};  // the other user may traverse it
 };
 
 // plugd with `config`, stopped (SIGTERM, exit 0 expected) at the end.
