@@ -184,16 +184,33 @@ class IdempotentRetryInterceptor : public Interceptor {
 
 }  // namespace
 
+void RetryWindow::OpenFor(absl::Duration span) {
+  const int64_t until =
+      absl::GetCurrentTimeNanos() + absl::ToInt64Nanoseconds(span);
+  int64_t current = until_ns_.load(std::memory_order_relaxed);
+  while (current < until && !until_ns_.compare_exchange_weak(
+                                current, until, std::memory_order_relaxed)) {
+  }
+}
+
+bool RetryWindow::IsOpen() const {
+  return held_.load(std::memory_order_relaxed) ||
+         absl::GetCurrentTimeNanos() <
+             until_ns_.load(std::memory_order_relaxed);
+}
+
 IdempotentRetryInterceptorFactory::IdempotentRetryInterceptorFactory(
     std::string plugin, std::set<std::string> methods,
-    absl::Duration call_timeout)
+    absl::Duration call_timeout, std::shared_ptr<const RetryWindow> window)
     : tombstone_prefix_(absl::StrCat("plugin ", plugin, " is ")),
       methods_(GeneratedOnly(std::move(methods))),
-      call_timeout_(call_timeout) {}
+      call_timeout_(call_timeout),
+      window_(std::move(window)) {}
 
 Interceptor* IdempotentRetryInterceptorFactory::CreateClientInterceptor(
     ClientRpcInfo* info) {
   if (info->type() != ClientRpcInfo::Type::UNARY ||
+      (window_ != nullptr && !window_->IsOpen()) ||
       methods_.count(info->method()) == 0) {
     return nullptr;  // not hijacked: no interceptor at all for this call
   }

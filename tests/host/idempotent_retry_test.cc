@@ -1,7 +1,8 @@
 // An idempotent call through a supervised plugin's channel lives through
-// more plugin deaths than gRPC's retry policy allows attempts (5): the host
-// library's IdempotentRetryInterceptorFactory (hosts/src/idempotent_retry.h)
-// issues it again until it gets through. The plugin (plugd-test-raw
+// more plugin deaths than gRPC's retry policy allows attempts (5) once the
+// plugin has died lately: the host library's
+// IdempotentRetryInterceptorFactory (hosts/src/idempotent_retry.h) issues it
+// again until it gets through. The plugin (plugd-test-raw
 // --mode=die-in-list-functions) SIGKILLs itself inside ListFunctions as many
 // times as its deaths file says, so every attempt dies on a live instance:
 // deterministic, no timing involved.
@@ -64,6 +65,20 @@ class IdempotentRetryTest : public ::testing::Test {
     return n;
   }
 
+  // Calls are taken over only after the plugin died lately (the host's
+  // RetryWindow): one death, survived by gRPC's own retry.
+  void OpenRetryWindow() {
+    SetDeaths(1);
+    auto stub = v1::Functions::NewStub(plugin_->channel());
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::ListFunctionsResponse response;
+    grpc::Status status =
+        stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(DeathsLeft(), 0);
+  }
+
   std::string dir_;
   std::string deaths_file_;
   std::unique_ptr<Host> host_;
@@ -71,6 +86,7 @@ class IdempotentRetryTest : public ::testing::Test {
 };
 
 TEST_F(IdempotentRetryTest, BlockingCallLivesThroughMoreDeathsThanAttempts) {
+  ASSERT_NO_FATAL_FAILURE(OpenRetryWindow());
   SetDeaths(8);  // gRPC alone gives up after 5 attempts
   auto stub = v1::Functions::NewStub(plugin_->channel());
   grpc::ClientContext context;
@@ -84,6 +100,31 @@ TEST_F(IdempotentRetryTest, BlockingCallLivesThroughMoreDeathsThanAttempts) {
   ASSERT_EQ(response.functions_size(), 1);
   EXPECT_EQ(response.functions(0).name(), "echo");
   EXPECT_EQ(DeathsLeft(), 0) << "the call did not go through all the deaths";
+}
+
+// A plugin that has not died since its launch: its calls are not taken over
+// (no cost), so a call it kills more than 5 times in a row fails after
+// gRPC's 5 attempts; the deaths open the window for the next call.
+TEST_F(IdempotentRetryTest, CallsToAStablePluginGetGrpcsAttemptsOnly) {
+  SetDeaths(8);
+  auto stub = v1::Functions::NewStub(plugin_->channel());
+  {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::ListFunctionsResponse response;
+    grpc::Status status =
+        stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << status.error_message();
+    EXPECT_EQ(DeathsLeft(), 3) << "not exactly gRPC's 5 attempts";
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::ListFunctionsResponse response;
+  grpc::Status status =
+      stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(DeathsLeft(), 0);
 }
 
 TEST_F(IdempotentRetryTest, NonIdempotentCallIsNotRetried) {
@@ -119,6 +160,7 @@ TEST_F(IdempotentRetryTest, StoppedPluginFailsFastNamingIt) {
 }
 
 TEST_F(IdempotentRetryTest, CallbackCallLivesThroughMoreDeathsThanAttempts) {
+  ASSERT_NO_FATAL_FAILURE(OpenRetryWindow());
   SetDeaths(8);
   auto stub = v1::Functions::NewStub(plugin_->channel());
   grpc::ClientContext context;
@@ -142,6 +184,7 @@ TEST_F(IdempotentRetryTest, CallbackCallLivesThroughMoreDeathsThanAttempts) {
 }
 
 TEST_F(IdempotentRetryTest, CompletionQueueCallLivesThroughMoreDeaths) {
+  ASSERT_NO_FATAL_FAILURE(OpenRetryWindow());
   SetDeaths(8);
   auto stub = v1::Functions::NewStub(plugin_->channel());
   grpc::CompletionQueue cq;
@@ -174,7 +217,7 @@ TEST_F(IdempotentRetryTest, CompletionQueueCallLivesThroughMoreDeaths) {
 // holding those threads until none was left to complete the rounds: these
 // chains of calls deadlocked (plugd-bench's throughput scenario hung).
 TEST_F(IdempotentRetryTest, ChainedCallbackCallsDoNotHoldCallbackThreads) {
-  SetDeaths(0);
+  ASSERT_NO_FATAL_FAILURE(OpenRetryWindow());
   auto stub = v1::Functions::NewStub(plugin_->channel());
   constexpr int kChains = 8;
   constexpr int kCallsPerChain = 25;

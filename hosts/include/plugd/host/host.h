@@ -50,6 +50,9 @@
 #include "plugd/v1/plugin.pb.h"
 
 namespace plugd::host {
+namespace internal {
+class AttachedEventWatch;  // hosts/src/event_watch.h
+}  // namespace internal
 
 using broker::ExitStatus;
 
@@ -263,6 +266,8 @@ class Plugin {
   const uint32_t protocol_version_;
   std::shared_ptr<grpc::Channel> channel_;
   std::shared_ptr<broker::OutputCapture> logs_;
+  // Attached plugins: follows the daemon's events for the retry window.
+  std::unique_ptr<internal::AttachedEventWatch> event_watch_;
 };
 
 // Launches and owns plugins. Destroying a Host stops all its plugins.

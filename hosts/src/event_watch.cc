@@ -1,0 +1,86 @@
+#include "event_watch.h"
+
+#include <grpcpp/support/sync_stream.h>
+
+#include <utility>
+
+#include "plugd/common/log.h"
+
+namespace plugd::host::internal {
+
+AttachedEventWatch::AttachedEventWatch(std::shared_ptr<v1::Broker::Stub> broker,
+                                       std::string plugin,
+                                       std::shared_ptr<RetryWindow> window,
+                                       absl::Duration span,
+                                       std::function<void()> on_change)
+    : broker_(std::move(broker)),
+      plugin_(std::move(plugin)),
+      window_(std::move(window)),
+      span_(span),
+      on_change_(std::move(on_change)) {
+  window_->SetHeld(true);
+  thread_ = std::thread([this] { Run(); });
+}
+
+AttachedEventWatch::~AttachedEventWatch() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (context_ != nullptr) context_->TryCancel();
+  }
+  thread_.join();
+}
+
+void AttachedEventWatch::Run() {
+  for (;;) {
+    Follow();
+    window_->SetHeld(true);
+    if (on_change_) on_change_();
+    absl::MutexLock lock(&mu_);
+    // Wakes at once on stop; otherwise subscribes again after the delay.
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), kResubscribeDelay);
+    if (stopping_) return;
+  }
+}
+
+void AttachedEventWatch::Follow() {
+  grpc::ClientContext context;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    context_ = &context;
+  }
+  v1::WatchEventsRequest request;
+  request.set_plugin(plugin_);
+  request.set_follow(true);
+  request.set_history(1);
+  std::unique_ptr<grpc::ClientReader<v1::Event>> reader =
+      broker_->WatchEvents(&context, request);
+  v1::Event event;
+  bool followed = false;
+  while (reader->Read(&event)) {
+    followed = true;
+    switch (event.type()) {
+      case v1::EVENT_TYPE_EXITED:
+      case v1::EVENT_TYPE_UNHEALTHY:
+      case v1::EVENT_TYPE_START_FAILED:
+        window_->OpenFor(span_);
+        break;
+      default:
+        break;
+    }
+    window_->SetHeld(false);  // following: the events say when to open
+    if (on_change_) on_change_();
+  }
+  grpc::Status status = reader->Finish();
+  absl::MutexLock lock(&mu_);
+  context_ = nullptr;
+  if (followed && !stopping_) {  // once per outage, not per attempt
+    PLUGD_LOG(INFO) << "plugin " << plugin_
+                    << ": the daemon's event stream ended ("
+                    << status.error_message()
+                    << "); retrying idempotent calls until it is back";
+  }
+}
+
+}  // namespace plugd::host::internal

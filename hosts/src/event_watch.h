@@ -1,0 +1,70 @@
+// Follows a plugin's lifecycle events at a plugd daemon, for a plugin the
+// host attached to (internal to the host library): keeps the channel's
+// RetryWindow (idempotent_retry.h) open while the plugin is unstable.
+//
+// A thread follows the daemon's WatchEvents stream for the plugin (the most
+// recent past event first). An exit, an unhealthy report or a failed start
+// opens the window for `span`. Until the stream delivers its first event,
+// and whenever it is down (the daemon restarting, say), the window is held
+// open: calls are taken over rather than risk losing the retries; the
+// thread subscribes again after kResubscribeDelay.
+//
+//   auto window = std::make_shared<RetryWindow>();
+//   auto watch = std::make_unique<AttachedEventWatch>(broker, "echo", window,
+//                                                     absl::Seconds(60));
+//   ...                       // calls take window->IsOpen() into account
+//   watch.reset();            // cancels the stream and joins the thread
+#ifndef PLUGD_HOSTS_SRC_EVENT_WATCH_H_
+#define PLUGD_HOSTS_SRC_EVENT_WATCH_H_
+
+#include <grpcpp/client_context.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "idempotent_retry.h"
+#include "plugd/v1/broker.grpc.pb.h"
+
+namespace plugd::host::internal {
+
+inline constexpr absl::Duration kResubscribeDelay = absl::Seconds(1);
+
+class AttachedEventWatch {
+ public:
+  // Starts following at once; the window is held open until then.
+  // `on_change` (tests): called on the watch's thread after each event it
+  // acted on and after each end of the stream.
+  AttachedEventWatch(std::shared_ptr<v1::Broker::Stub> broker,
+                     std::string plugin, std::shared_ptr<RetryWindow> window,
+                     absl::Duration span,
+                     std::function<void()> on_change = nullptr);
+  // Cancels the stream and joins the thread; the window stays as it was.
+  ~AttachedEventWatch();
+
+  AttachedEventWatch(const AttachedEventWatch&) = delete;
+  AttachedEventWatch& operator=(const AttachedEventWatch&) = delete;
+
+ private:
+  void Run();
+  // One subscription, until the stream ends or Stop cancels it.
+  void Follow();
+
+  const std::shared_ptr<v1::Broker::Stub> broker_;
+  const std::string plugin_;
+  const std::shared_ptr<RetryWindow> window_;
+  const absl::Duration span_;
+  const std::function<void()> on_change_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;  // Follow's
+  std::thread thread_;
+};
+
+}  // namespace plugd::host::internal
+
+#endif  // PLUGD_HOSTS_SRC_EVENT_WATCH_H_

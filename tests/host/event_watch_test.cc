@@ -1,0 +1,194 @@
+// AttachedEventWatch (hosts/src/event_watch.h) against a fake daemon: a real
+// gRPC server on a Unix socket whose WatchEvents stream the test feeds. The
+// watch keeps an attached plugin's RetryWindow open while the daemon's events
+// say the plugin is unstable, and holds it open while it cannot follow them.
+#include "event_watch.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "idempotent_retry.h"
+#include "plugd/v1/broker.grpc.pb.h"
+#include "test_util.h"
+
+namespace plugd::host::internal {
+namespace {
+
+constexpr absl::Duration kGuard = absl::Seconds(30);  // hang guard
+
+class FakeBroker final : public v1::Broker::Service {
+ public:
+  grpc::Status WatchEvents(grpc::ServerContext* /*context*/,
+                           const v1::WatchEventsRequest* request,
+                           grpc::ServerWriter<v1::Event>* writer) override {
+    absl::MutexLock lock(&mu_);
+    ++subscriptions_;
+    last_request_ = *request;
+    for (;;) {
+      mu_.Await(absl::Condition(this, &FakeBroker::HasWork));
+      if (end_stream_) {
+        end_stream_ = false;
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "going away");
+      }
+      v1::Event event = queue_.front();
+      queue_.pop_front();
+      mu_.Unlock();
+      writer->Write(event);
+      mu_.Lock();
+    }
+  }
+
+  void Send(v1::EventType type) {
+    absl::MutexLock lock(&mu_);
+    v1::Event event;
+    event.set_plugin("echo");
+    event.set_type(type);
+    queue_.push_back(event);
+  }
+  void EndStream() {
+    absl::MutexLock lock(&mu_);
+    end_stream_ = true;
+  }
+  bool WaitForSubscriptions(int n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n] {
+      mu_.AssertReaderHeld();
+      return subscriptions_ >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), kGuard);
+  }
+  v1::WatchEventsRequest last_request() {
+    absl::MutexLock lock(&mu_);
+    return last_request_;
+  }
+
+ private:
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return end_stream_ || !queue_.empty();
+  }
+
+  absl::Mutex mu_;
+  std::deque<v1::Event> queue_ ABSL_GUARDED_BY(mu_);
+  bool end_stream_ ABSL_GUARDED_BY(mu_) = false;
+  int subscriptions_ ABSL_GUARDED_BY(mu_) = 0;
+  v1::WatchEventsRequest last_request_ ABSL_GUARDED_BY(mu_);
+};
+
+class EventWatchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string address = "unix:" + dir_.path() + "/admin.sock";
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+    builder.RegisterService(&broker_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    stub_ = std::shared_ptr<v1::Broker::Stub>(v1::Broker::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials())));
+  }
+
+  void TearDown() override {
+    broker_.EndStream();  // lets the handler return
+    watch_.reset();
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + kGuard));
+  }
+
+  void StartWatch() {
+    watch_ = std::make_unique<AttachedEventWatch>(stub_, "echo", window_,
+                                                  absl::Hours(1), [this] {
+                                                    absl::MutexLock lock(&mu_);
+                                                    ++changes_;
+                                                  });
+  }
+
+  // Waits until the watch acted on `n` events or stream ends in all.
+  bool WaitForChanges(int n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n] {
+      mu_.AssertReaderHeld();
+      return changes_ >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), kGuard);
+  }
+
+  plugd::testing::TempDir dir_;
+  FakeBroker broker_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<v1::Broker::Stub> stub_;
+  std::shared_ptr<RetryWindow> window_ = std::make_shared<RetryWindow>();
+  std::unique_ptr<AttachedEventWatch> watch_;
+  absl::Mutex mu_;
+  int changes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TEST_F(EventWatchTest, HeldOpenUntilFollowingThenOpenedByAnExit) {
+  StartWatch();
+  EXPECT_TRUE(window_->IsOpen()) << "not held open before the first event";
+  ASSERT_TRUE(broker_.WaitForSubscriptions(1));
+  v1::WatchEventsRequest request = broker_.last_request();
+  EXPECT_EQ(request.plugin(), "echo");
+  EXPECT_TRUE(request.follow());
+  EXPECT_EQ(request.history(), 1u);
+
+  broker_.Send(v1::EVENT_TYPE_READY);
+  ASSERT_TRUE(WaitForChanges(1));
+  EXPECT_FALSE(window_->IsOpen()) << "a ready plugin's calls are taken over";
+
+  broker_.Send(v1::EVENT_TYPE_HEALTHY);
+  ASSERT_TRUE(WaitForChanges(2));
+  EXPECT_FALSE(window_->IsOpen());
+
+  broker_.Send(v1::EVENT_TYPE_EXITED);
+  ASSERT_TRUE(WaitForChanges(3));
+  EXPECT_TRUE(window_->IsOpen()) << "an exit did not open the window";
+  broker_.Send(v1::EVENT_TYPE_READY);
+  ASSERT_TRUE(WaitForChanges(4));
+  EXPECT_TRUE(window_->IsOpen()) << "the window closed before its span";
+}
+
+TEST_F(EventWatchTest, UnhealthyAndFailedStartsOpenTheWindow) {
+  for (v1::EventType type :
+       {v1::EVENT_TYPE_UNHEALTHY, v1::EVENT_TYPE_START_FAILED}) {
+    window_ = std::make_shared<RetryWindow>();
+    {
+      absl::MutexLock lock(&mu_);
+      changes_ = 0;
+    }
+    StartWatch();
+    broker_.Send(v1::EVENT_TYPE_READY);
+    ASSERT_TRUE(WaitForChanges(1));
+    ASSERT_FALSE(window_->IsOpen());
+    broker_.Send(type);
+    ASSERT_TRUE(WaitForChanges(2));
+    EXPECT_TRUE(window_->IsOpen()) << v1::EventType_Name(type);
+    broker_.EndStream();
+    ASSERT_TRUE(WaitForChanges(3));
+    watch_.reset();
+  }
+}
+
+TEST_F(EventWatchTest, HeldOpenWhileTheStreamIsDownThenFollowsAgain) {
+  StartWatch();
+  broker_.Send(v1::EVENT_TYPE_READY);
+  ASSERT_TRUE(WaitForChanges(1));
+  ASSERT_FALSE(window_->IsOpen());
+
+  broker_.EndStream();  // the daemon going away
+  ASSERT_TRUE(WaitForChanges(2));
+  EXPECT_TRUE(window_->IsOpen()) << "not held open without the events";
+
+  // The watch subscribes again (after kResubscribeDelay) and follows.
+  ASSERT_TRUE(broker_.WaitForSubscriptions(2));
+  broker_.Send(v1::EVENT_TYPE_READY);
+  ASSERT_TRUE(WaitForChanges(3));
+  EXPECT_FALSE(window_->IsOpen());
+}
+
+}  // namespace
+}  // namespace plugd::host::internal
