@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -85,6 +87,16 @@ void RunScale(Context& ctx) {
     absl::StatusOr<ProcUsage> u1 = ReadProcUsage(pid);
     if (!u0.ok() || !u1.ok()) {
       report.Skip(sc, label, "cannot read /proc of the daemon");
+      continue;
+    }
+    if (u1->rss_kib == 0) {  // a zombie has no VmRSS: plugd died
+      std::ifstream in((*daemon)->log_file());
+      std::string log((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+      if (log.size() > 400) log = "..." + log.substr(log.size() - 400);
+      report.Skip(
+          sc, label,
+          absl::StrCat("the daemon died while idle; its log ends: ", log));
       continue;
     }
     const double seconds = absl::ToDoubleSeconds(idle);

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -99,13 +100,11 @@ class QueuedWriter : public grpc::ServerWriteReactor<Message> {
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     writing_ = false;
+    queue_.pop_front();  // the message just written, kept until now
     if (!ok) {
       closing_ = true;
       queue_.clear();
-      MaybeFinishLocked();
-      return;
     }
-    queue_.pop_front();
     MaybeWriteLocked();
     MaybeFinishLocked();
   }
@@ -113,7 +112,7 @@ class QueuedWriter : public grpc::ServerWriteReactor<Message> {
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
     closing_ = true;
-    queue_.clear();
+    DropUnsentLocked();
     close_status_ = grpc::Status::CANCELLED;
     MaybeFinishLocked();
   }
@@ -124,8 +123,18 @@ class QueuedWriter : public grpc::ServerWriteReactor<Message> {
   }
 
  private:
+  // Drops the queued messages, but not the one being written: gRPC holds
+  // it until OnWriteDone, which removes it.
+  void DropUnsentLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_) {
+      queue_.erase(std::next(queue_.begin()), queue_.end());
+    } else {
+      queue_.clear();
+    }
+  }
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || queue_.empty() || finished_) return;
+    if (closing_ && !close_status_.ok()) return;  // ending with an error
     writing_ = true;
     this->StartWrite(&queue_.front());
   }

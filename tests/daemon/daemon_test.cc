@@ -43,6 +43,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "plugd/host/host.h"
+#include "plugd/v1/broker.grpc.pb.h"
 #include "plugd/v1/broker.pb.h"
 #include "plugd/v1/plugin.grpc.pb.h"
 #include "test_util.h"
@@ -478,6 +479,50 @@ TEST_F(DaemonTest, CrashLoopEndsFailedAndRestartRevives) {
   EXPECT_EQ(restart.exit_code, 0) << restart.out << restart.err;
   EXPECT_TRUE(absl::StrContains(restart.out, "loop: ready")) << restart.out;
   EXPECT_EQ(Status("loop").state(), v1::PLUGIN_STATE_READY);
+}
+
+// Event followers that go away in the middle of a stream (a `plugctl events
+// -f` interrupted while the broker is busy writing to it) leave the broker
+// running. The broker once dropped the message being written when a stream
+// was cancelled and then popped an empty queue when that write completed:
+// plugd died with SIGSEGV (plugd-bench's scale step, 100 plugins).
+TEST_F(DaemonTest, EventFollowersCancelledMidStreamLeaveTheBrokerRunning) {
+  std::string marker = dir_ + "/crash";
+  { std::ofstream(marker) << "x"; }
+  // A plugin that crashes at every start, restarted without limit: events
+  // flow all the time.
+  StartDaemon(
+      PluginYaml("loop", {Sdk(), "--crash-if-exists", marker},
+                 {"max_restarts: 0", "backoff: {initial: 1ms, max: 2ms}"}) +
+      PluginYaml("steady", {Sdk()}));
+  ASSERT_GT(ReadyPid("steady"), 0);
+  auto stub = v1::Broker::NewStub(
+      grpc::CreateChannel(admin_, grpc::InsecureChannelCredentials()));
+  int read_some = 0;
+  for (int i = 0; i < 200; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kGuard));
+    v1::WatchEventsRequest request;
+    request.set_follow(true);
+    request.set_history(1000);  // a backlog, so a write is under way
+    std::unique_ptr<grpc::ClientReader<v1::Event>> reader =
+        stub->WatchEvents(&context, request);
+    v1::Event event;
+    if (reader->Read(&event)) ++read_some;
+    context.TryCancel();
+    grpc::Status status = reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED)
+        << status.error_message();
+  }
+  EXPECT_EQ(read_some, 200);
+  // The broker still answers, and TearDown checks that it exits 0.
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kGuard));
+  v1::ListPluginsResponse list;
+  grpc::Status status = stub->List(&context, v1::ListPluginsRequest(), &list);
+  ASSERT_TRUE(status.ok()) << status.error_message() << "\nplugd said:\n"
+                           << daemon_->Output();
+  EXPECT_EQ(list.plugins_size(), 2);
 }
 
 // 3. NOT_SERVING for longer than unhealthy_timeout: restarted.
