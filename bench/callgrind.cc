@@ -129,15 +129,19 @@ int CallgrindClientMain(const std::string& kind, const std::string& broker,
   std::shared_ptr<host::Plugin> plugin;
   std::unique_ptr<Child> server;
   std::unique_ptr<GrpcTarget> target;
-  if (kind == "plugd") {
+  if (kind == "plugd" || kind == "plugd-while-unstable") {
     absl::StatusOr<std::unique_ptr<host::Host>> h = host::Host::Create();
     if (!h.ok()) return 1;
     host = std::move(*h);
     // Attached to the daemon's plugin: the same channel (service config,
     // interceptor) as a supervised launch, without spawning under valgrind
     // (3.19 lacks pidfd_open, which the launcher needs).
+    host::AttachOptions options;
+    if (kind == "plugd-while-unstable") {
+      options.retry_mode = host::RetryMode::kWhileUnstable;
+    }
     absl::StatusOr<std::shared_ptr<host::Plugin>> p =
-        host->Attach(broker, "echo");
+        host->Attach(broker, "echo", options);
     if (!p.ok()) {
       std::printf("attach: %s\n", std::string(p.status().message()).c_str());
       return 1;
@@ -153,7 +157,8 @@ int CallgrindClientMain(const std::string& kind, const std::string& broker,
     target =
         std::make_unique<GrpcTarget>(PlugdSettingsChannel("unix:" + socket));
   } else {
-    std::printf("--callgrind-client must be plugd or grpc\n");
+    std::printf(
+        "--callgrind-client must be plugd, plugd-while-unstable or grpc\n");
     return 2;
   }
   std::string error;
@@ -222,8 +227,12 @@ void RunCallgrind(Context& ctx) {
     absl::StatusOr<double> p = per_call(client, "plugd");
     absl::StatusOr<double> g = per_call(client, "grpc");
     add("host (client) side", p, g);
+    if (ctx.options.smoke) return;
+    // Idempotent calls taken over only while the plugin is unstable: a
+    // stable plugin's calls skip the retry interceptor's second call.
+    absl::StatusOr<double> u = per_call(client, "plugd-while-unstable");
+    add("host (client) side, RetryMode::kWhileUnstable", u, g);
   }
-  if (ctx.options.smoke) return;
   absl::StatusOr<std::unique_ptr<host::Host>> host = host::Host::Create();
   if (!host.ok()) return;
   auto server = [&](const std::string& kind, int calls) {

@@ -610,9 +610,9 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
                             : ServicesOf(target, options.start_timeout),
                         options.idempotent_methods);
   std::string config = ServiceConfig(idempotent, options.call_timeout);
-  // Idempotent calls are taken over (retried past gRPC's 5 attempts) only
-  // while the plugin has been unstable lately: the taking over costs each
-  // call about a quarter more host CPU (idempotent_retry.h).
+  // With RetryMode::kWhileUnstable, idempotent calls are taken over
+  // (retried past gRPC's 5 attempts) only while the plugin has been unstable
+  // lately: taking a call over costs it about a quarter more host CPU.
   auto retry_window = std::make_shared<RetryWindow>();
   const absl::Duration window_span =
       std::max(kRetryWindowAfterExit, options.call_timeout);
@@ -621,7 +621,8 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
       [name, supervisor] {
         return SupervisedStateText(name, supervisor->Get(name));
       },
-      config, idempotent, options.call_timeout, retry_window);
+      config, idempotent, options.call_timeout,
+      options.retry_mode == RetryMode::kWhileUnstable ? retry_window : nullptr);
   std::weak_ptr<grpc::Channel> channel = plugin->channel_;
   supervisor->SubscribeEvents(
       [name, channel, retry_window, window_span](const v1::Event& event) {
@@ -673,10 +674,12 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
                         options.idempotent_methods);
   std::string config = ServiceConfig(idempotent, options.call_timeout);
   Plugin* raw = plugin.get();
-  // As for a supervised launch, idempotent calls are taken over while the
-  // plugin has been unstable lately, as the daemon's events tell.
-  auto retry_window = std::make_shared<RetryWindow>();
-  if (!idempotent.empty()) {
+  // RetryMode::kWhileUnstable: as for a supervised launch, calls are taken
+  // over while the plugin has been unstable lately, as the daemon's events
+  // tell.
+  std::shared_ptr<RetryWindow> retry_window;
+  if (!idempotent.empty() && options.retry_mode == RetryMode::kWhileUnstable) {
+    retry_window = std::make_shared<RetryWindow>();
     plugin->event_watch_ = std::make_unique<internal::AttachedEventWatch>(
         broker, name, retry_window,
         std::max(kRetryWindowAfterExit, options.call_timeout));

@@ -44,10 +44,10 @@
 // - Taking a call over costs a second call object and a hop through gRPC's
 //   callback threads (about 23,000 instructions on the host side of a 64 B
 //   call, 1.29x a plain call: plugd-bench's callgrind scenario). With a
-//   RetryWindow, only calls started while it is open are taken over; the
-//   host library opens it for a while each time a supervised plugin exits,
-//   so calls to a plugin that has been stable pay nothing (and get gRPC's 5
-//   attempts should it start dying under them).
+//   RetryWindow (RetryMode::kWhileUnstable), only calls started while it
+//   is open are taken over; the host library opens it for a while each time
+//   the plugin exits, so calls to a plugin that has been stable pay nothing
+//   (and get gRPC's 5 attempts should it start dying under them).
 #ifndef PLUGD_HOSTS_SRC_IDEMPOTENT_RETRY_H_
 #define PLUGD_HOSTS_SRC_IDEMPOTENT_RETRY_H_
 

@@ -46,6 +46,7 @@ class IdempotentRetryTest : public ::testing::Test {
     supervision.backoff.max = absl::Milliseconds(5);
     supervision.max_restarts = 0;  // unlimited
     options.supervision = supervision;
+    options.retry_mode = Mode();
     auto plugin = host_->Launch(options);
     ASSERT_TRUE(plugin.ok()) << plugin.status();
     plugin_ = *plugin;
@@ -57,6 +58,8 @@ class IdempotentRetryTest : public ::testing::Test {
     rmdir(dir_.c_str());
   }
 
+  virtual RetryMode Mode() const { return RetryMode::kAlways; }
+
   void SetDeaths(int n) { std::ofstream(deaths_file_) << n << "\n"; }
 
   int DeathsLeft() {
@@ -65,8 +68,9 @@ class IdempotentRetryTest : public ::testing::Test {
     return n;
   }
 
-  // Calls are taken over only after the plugin died lately (the host's
-  // RetryWindow): one death, survived by gRPC's own retry.
+  // In RetryMode::kWhileUnstable calls are taken over only after the
+  // plugin died lately: one death, survived by gRPC's own retry. (Harmless
+  // in kAlways.)
   void OpenRetryWindow() {
     SetDeaths(1);
     auto stub = v1::Functions::NewStub(plugin_->channel());
@@ -102,10 +106,31 @@ TEST_F(IdempotentRetryTest, BlockingCallLivesThroughMoreDeathsThanAttempts) {
   EXPECT_EQ(DeathsLeft(), 0) << "the call did not go through all the deaths";
 }
 
-// A plugin that has not died since its launch: its calls are not taken over
-// (no cost), so a call it kills more than 5 times in a row fails after
-// gRPC's 5 attempts; the deaths open the window for the next call.
-TEST_F(IdempotentRetryTest, CallsToAStablePluginGetGrpcsAttemptsOnly) {
+class IdempotentRetryWhileUnstableTest : public IdempotentRetryTest {
+ protected:
+  RetryMode Mode() const override { return RetryMode::kWhileUnstable; }
+};
+
+// RetryMode::kAlways (the default): even the first call to a plugin that
+// never died lives through more deaths than gRPC's attempts.
+TEST_F(IdempotentRetryTest, FirstCallToAStablePluginLivesThroughManyDeaths) {
+  SetDeaths(8);
+  auto stub = v1::Functions::NewStub(plugin_->channel());
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::ListFunctionsResponse response;
+  grpc::Status status =
+      stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(DeathsLeft(), 0);
+}
+
+// RetryMode::kWhileUnstable: a plugin that has not died since its launch:
+// its calls are not taken over (no cost), so a call it kills more than 5 times
+// in a row fails after gRPC's 5 attempts; those deaths open the window, and the
+// next call lives through 8.
+TEST_F(IdempotentRetryWhileUnstableTest,
+       CallsToAStablePluginGetGrpcsAttemptsOnly) {
   SetDeaths(8);
   auto stub = v1::Functions::NewStub(plugin_->channel());
   {
@@ -118,6 +143,7 @@ TEST_F(IdempotentRetryTest, CallsToAStablePluginGetGrpcsAttemptsOnly) {
         << status.error_message();
     EXPECT_EQ(DeathsLeft(), 3) << "not exactly gRPC's 5 attempts";
   }
+  SetDeaths(8);  // now the window is open: more deaths than attempts
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
   v1::ListFunctionsResponse response;

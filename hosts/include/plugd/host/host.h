@@ -60,6 +60,22 @@ using broker::ExitStatus;
 // supervisor restarts it per policy, at the same address, and calls made
 // while it restarts wait for it. Fields as in the daemon's config
 // (docs/config.md).
+// Whether the host library takes idempotent calls over to retry them past
+// gRPC's 5 attempts per call (docs/broker.md, "Calls across restarts").
+enum class RetryMode {
+  // Every idempotent unary call: none fails while its plugin is killed again
+  // and again under it, within its deadline. Costs each such call about a
+  // quarter more host CPU (a second call object and a hop through gRPC's
+  // callback threads).
+  kAlways,
+  // Only calls started within 60 s (or call_timeout, if longer) after the
+  // plugin exited, failed a start or turned unhealthy: calls to a stable
+  // plugin cost nothing extra, but a call already in flight when a stable
+  // plugin starts dying gets only gRPC's 5 attempts. An attached host
+  // follows the daemon's events for it on a thread of its own.
+  kWhileUnstable,
+};
+
 struct SupervisionOptions {
   // always (default) | on-failure | never.
   v1::RestartPolicy restart = v1::RESTART_POLICY_ALWAYS;
@@ -132,6 +148,9 @@ struct PluginOptions {
   // "package.Service/Method", besides those its proto marks with
   // `option idempotency_level`. Used for supervised and attached plugins.
   std::vector<std::string> idempotent_methods;
+  // How idempotent calls outlive more plugin deaths than gRPC's 5 attempts
+  // (supervised plugins; see RetryMode).
+  RetryMode retry_mode = RetryMode::kAlways;
   // When set, the plugin is a HashiCorp go-plugin plugin (built with
   // go-plugin's plugin.Serve and a GRPCServer): it is launched with
   // go-plugin's environment and the application's magic cookie, checked for
@@ -150,9 +169,10 @@ struct PluginOptions {
 
 // How to attach to a plugin supervised by a running plugd daemon.
 struct AttachOptions {
-  // See PluginOptions::idempotent_methods and call_timeout.
+  // See PluginOptions::idempotent_methods, call_timeout and retry_mode.
   std::vector<std::string> idempotent_methods;
   absl::Duration call_timeout = absl::Seconds(30);
+  RetryMode retry_mode = RetryMode::kAlways;
   // Deadline of the calls to the broker itself. Default 10 s.
   absl::Duration broker_timeout = absl::Seconds(10);
 };
