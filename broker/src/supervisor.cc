@@ -1116,7 +1116,11 @@ Supervisor::Supervisor() : Supervisor(Options()) {}
 
 Supervisor::Supervisor(Options options)
     : loop_(std::make_unique<EventLoop>()),
-      impl_(std::make_shared<Impl>(*loop_, std::move(options))) {}
+      impl_(std::make_shared<Impl>(*loop_, std::move(options))) {
+  // Health watches delete their channel in OnDone, on gRPC's callback
+  // threads (see PinCallbackCompletionQueue).
+  PinCallbackCompletionQueue();
+}
 
 Supervisor::~Supervisor() {
   StopAll();

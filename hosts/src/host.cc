@@ -439,6 +439,7 @@ absl::StatusOr<ExitStatus> Plugin::Stop() {
 
 absl::StatusOr<std::unique_ptr<Host>> Host::Create(HostOptions options) {
   log::RouteGrpcLogs();
+  PinCallbackCompletionQueue();
   if (options.tune_allocator) {
     const AllocatorTuning tuning = TuneAllocator(kDefaultMaxMessageBytes);
     PLUGD_LOG(DEBUG) << tuning.description;
