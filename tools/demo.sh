@@ -52,7 +52,7 @@ YAML
 printf '$ plugd --config %s &\n' "$work/plugd.yaml"
 PLUGD_LOG_LEVEL=warn "$bin/plugd" --config "$work/plugd.yaml" &
 plugd_pid=$!
-trap 'kill $plugd_pid 2>/dev/null; wait $plugd_pid 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $plugd_pid 2>/dev/null || true; wait $plugd_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 export PLUGD_ADMIN="unix:$work/run/admin.sock"
 # Wait for the admin socket (plugctl exits 3 while the broker is not up).
 for _ in $(seq 100); do "$bin/plugctl" list >/dev/null 2>&1 && break; sleep 0.05; done
@@ -79,7 +79,10 @@ kill -TERM "$plugd_pid"; wait "$plugd_pid" || true
 echo "plugd exited"
 
 step "No plugin process is left behind"
-if pgrep -f "$bin/plugd-" >/dev/null; then
-  echo "leftover plugin processes:"; pgrep -af "$bin/plugd-"; exit 1
+# Only this build's plugins (started as $bin/... or $PWD/$bin/...), not
+# those of another checkout running tests on the same machine.
+own="^($PWD/)?$bin/plugd-"
+if pgrep -f "$own" >/dev/null; then
+  echo "leftover plugin processes:"; pgrep -af "$own"; exit 1
 fi
 echo "none"

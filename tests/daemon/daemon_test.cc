@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -143,19 +144,25 @@ class DaemonProcess {
   bool Spawn(const std::string& config) {
     int err[2];
     if (pipe2(err, O_CLOEXEC) != 0) return false;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, err[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     std::string bin = Bin("plugd");
     std::vector<char*> argv = {bin.data(), const_cast<char*>("--config"),
                                const_cast<char*>(config.c_str()), nullptr};
-    int rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(),
-                         environ);
-    posix_spawn_file_actions_destroy(&actions);
+    // fork + exec rather than posix_spawn, for PR_SET_PDEATHSIG: a test
+    // process killed outright (a ctest timeout, a hang guard's SIGKILL)
+    // takes its plugd, and with it plugd's plugins, down too.
+    pid_ = fork();
+    if (pid_ == 0) {  // only async-signal-safe calls until exec
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int null = open("/dev/null", O_RDONLY);
+      if (null < 0 || dup2(null, 0) < 0 || dup2(err[1], 1) < 0 ||
+          dup2(err[1], 2) < 0) {
+        _exit(127);
+      }
+      execve(bin.c_str(), argv.data(), environ);
+      _exit(127);
+    }
     close(err[1]);
-    if (rc != 0) {
+    if (pid_ < 0) {
       close(err[0]);
       pid_ = -1;
       return false;
