@@ -60,15 +60,7 @@ void AttachedEventWatch::Follow() {
   bool followed = false;
   while (reader->Read(&event)) {
     followed = true;
-    switch (event.type()) {
-      case v1::EVENT_TYPE_EXITED:
-      case v1::EVENT_TYPE_UNHEALTHY:
-      case v1::EVENT_TYPE_START_FAILED:
-        window_->OpenFor(span_);
-        break;
-      default:
-        break;
-    }
+    if (SignalsInstability(event.type())) window_->OpenFor(span_);
     window_->SetHeld(false);  // following: the events say when to open
     if (on_change_) on_change_();
   }

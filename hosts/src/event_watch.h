@@ -34,6 +34,14 @@ namespace plugd::host::internal {
 
 inline constexpr absl::Duration kResubscribeDelay = absl::Seconds(1);
 
+// The events that open a RetryWindow: the plugin exited, turned unhealthy or
+// failed a start (for supervised plugins, Host::LaunchSupervised applies it
+// to the embedded supervisor's events).
+inline bool SignalsInstability(v1::EventType type) {
+  return type == v1::EVENT_TYPE_EXITED || type == v1::EVENT_TYPE_UNHEALTHY ||
+         type == v1::EVENT_TYPE_START_FAILED;
+}
+
 class AttachedEventWatch {
  public:
   // Starts following at once; the window is held open until then.

@@ -614,7 +614,10 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
   // With RetryMode::kWhileUnstable, idempotent calls are taken over
   // (retried past gRPC's 5 attempts) only while the plugin has been unstable
   // lately: taking a call over costs it about a quarter more host CPU.
-  auto retry_window = std::make_shared<RetryWindow>();
+  std::shared_ptr<RetryWindow> retry_window;
+  if (options.retry_mode == RetryMode::kWhileUnstable) {
+    retry_window = std::make_shared<RetryWindow>();
+  }
   const absl::Duration window_span =
       std::max(kRetryWindowAfterExit, options.call_timeout);
   plugin->channel_ = MakeChannel(
@@ -622,30 +625,23 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
       [name, supervisor] {
         return SupervisedStateText(name, supervisor->Get(name));
       },
-      config, idempotent, options.call_timeout,
-      options.retry_mode == RetryMode::kWhileUnstable ? retry_window : nullptr);
+      config, idempotent, options.call_timeout, retry_window);
   std::weak_ptr<grpc::Channel> channel = plugin->channel_;
-  supervisor->SubscribeEvents(
-      [name, channel, retry_window, window_span](const v1::Event& event) {
-        if (event.plugin() != name) return;
-        switch (event.type()) {
-          case v1::EVENT_TYPE_EXITED:
-          case v1::EVENT_TYPE_UNHEALTHY:
-          case v1::EVENT_TYPE_START_FAILED:
-            // Runs on the supervisor's loop before the restart, so calls that
-            // wait for the new instance are taken over.
-            retry_window->OpenFor(window_span);
-            break;
-          case v1::EVENT_TYPE_READY:
-            // Connect at once instead of waiting out the reconnect backoff.
-            if (auto c = channel.lock()) {
-              grpc::experimental::ChannelResetConnectionBackoff(c.get());
-            }
-            break;
-          default:
-            break;
-        }
-      });
+  supervisor->SubscribeEvents([name, channel, retry_window,
+                               window_span](const v1::Event& event) {
+    if (event.plugin() != name) return;
+    // Runs on the supervisor's loop before the restart, so calls that
+    // wait for the new instance are taken over.
+    if (retry_window != nullptr && internal::SignalsInstability(event.type())) {
+      retry_window->OpenFor(window_span);
+    }
+    // Connect at once instead of waiting out the reconnect backoff.
+    if (event.type() == v1::EVENT_TYPE_READY) {
+      if (auto c = channel.lock()) {
+        grpc::experimental::ChannelResetConnectionBackoff(c.get());
+      }
+    }
+  });
   PLUGD_LOG(INFO) << "launched supervised plugin " << name << " (pid "
                   << started->pid() << ") at " << target;
   absl::MutexLock lock(&mu_);

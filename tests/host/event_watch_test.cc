@@ -22,6 +22,13 @@ namespace {
 
 constexpr absl::Duration kGuard = absl::Seconds(30);  // hang guard
 
+// Waits, holding `mu`, until `*count` reaches `n`; false after the guard.
+bool AwaitCount(absl::Mutex& mu, const int* count, int n) {
+  absl::MutexLock lock(&mu);
+  auto enough = [count, n] { return *count >= n; };
+  return mu.AwaitWithTimeout(absl::Condition(&enough), kGuard);
+}
+
 class FakeBroker final : public v1::Broker::Service {
  public:
   grpc::Status WatchEvents(grpc::ServerContext* /*context*/,
@@ -56,12 +63,7 @@ class FakeBroker final : public v1::Broker::Service {
     end_stream_ = true;
   }
   bool WaitForSubscriptions(int n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n] {
-      mu_.AssertReaderHeld();
-      return subscriptions_ >= n;
-    };
-    return mu_.AwaitWithTimeout(absl::Condition(&enough), kGuard);
+    return AwaitCount(mu_, &subscriptions_, n);
   }
   v1::WatchEventsRequest last_request() {
     absl::MutexLock lock(&mu_);
@@ -108,14 +110,7 @@ class EventWatchTest : public ::testing::Test {
   }
 
   // Waits until the watch acted on `n` events or stream ends in all.
-  bool WaitForChanges(int n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n] {
-      mu_.AssertReaderHeld();
-      return changes_ >= n;
-    };
-    return mu_.AwaitWithTimeout(absl::Condition(&enough), kGuard);
-  }
+  bool WaitForChanges(int n) { return AwaitCount(mu_, &changes_, n); }
 
   plugd::testing::TempDir dir_;
   FakeBroker broker_;

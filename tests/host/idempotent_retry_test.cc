@@ -68,19 +68,13 @@ class IdempotentRetryTest : public ::testing::Test {
     return n;
   }
 
-  // In RetryMode::kWhileUnstable calls are taken over only after the
-  // plugin died lately: one death, survived by gRPC's own retry. (Harmless
-  // in kAlways.)
-  void OpenRetryWindow() {
-    SetDeaths(1);
+  // A blocking ListFunctions on the plugin's channel. The deadline is a
+  // hang guard: a call may need 8 restarts of a few milliseconds each.
+  grpc::Status ListFunctions(v1::ListFunctionsResponse* response) {
     auto stub = v1::Functions::NewStub(plugin_->channel());
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-    v1::ListFunctionsResponse response;
-    grpc::Status status =
-        stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
-    ASSERT_TRUE(status.ok()) << status.error_message();
-    ASSERT_EQ(DeathsLeft(), 0);
+    return stub->ListFunctions(&context, v1::ListFunctionsRequest(), response);
   }
 
   std::string dir_;
@@ -89,16 +83,12 @@ class IdempotentRetryTest : public ::testing::Test {
   std::shared_ptr<Plugin> plugin_;
 };
 
+// RetryMode::kAlways (the default): even the first call to a plugin that
+// never died lives through more deaths than gRPC's attempts.
 TEST_F(IdempotentRetryTest, BlockingCallLivesThroughMoreDeathsThanAttempts) {
-  ASSERT_NO_FATAL_FAILURE(OpenRetryWindow());
   SetDeaths(8);  // gRPC alone gives up after 5 attempts
-  auto stub = v1::Functions::NewStub(plugin_->channel());
-  grpc::ClientContext context;
-  // A hang guard: the call needs 8 restarts of a few milliseconds each.
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
   v1::ListFunctionsResponse response;
-  grpc::Status status =
-      stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+  grpc::Status status = ListFunctions(&response);
   ASSERT_TRUE(status.ok()) << status.error_code() << " "
                            << status.error_message();
   ASSERT_EQ(response.functions_size(), 1);
@@ -111,20 +101,6 @@ class IdempotentRetryWhileUnstableTest : public IdempotentRetryTest {
   RetryMode Mode() const override { return RetryMode::kWhileUnstable; }
 };
 
-// RetryMode::kAlways (the default): even the first call to a plugin that
-// never died lives through more deaths than gRPC's attempts.
-TEST_F(IdempotentRetryTest, FirstCallToAStablePluginLivesThroughManyDeaths) {
-  SetDeaths(8);
-  auto stub = v1::Functions::NewStub(plugin_->channel());
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-  v1::ListFunctionsResponse response;
-  grpc::Status status =
-      stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(DeathsLeft(), 0);
-}
-
 // RetryMode::kWhileUnstable: a plugin that has not died since its launch:
 // its calls are not taken over (no cost), so a call it kills more than 5 times
 // in a row fails after gRPC's 5 attempts; those deaths open the window, and the
@@ -132,23 +108,13 @@ TEST_F(IdempotentRetryTest, FirstCallToAStablePluginLivesThroughManyDeaths) {
 TEST_F(IdempotentRetryWhileUnstableTest,
        CallsToAStablePluginGetGrpcsAttemptsOnly) {
   SetDeaths(8);
-  auto stub = v1::Functions::NewStub(plugin_->channel());
-  {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-    v1::ListFunctionsResponse response;
-    grpc::Status status =
-        stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
-        << status.error_message();
-    EXPECT_EQ(DeathsLeft(), 3) << "not exactly gRPC's 5 attempts";
-  }
-  SetDeaths(8);  // now the window is open: more deaths than attempts
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
   v1::ListFunctionsResponse response;
-  grpc::Status status =
-      stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+  grpc::Status status = ListFunctions(&response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << status.error_message();
+  EXPECT_EQ(DeathsLeft(), 3) << "not exactly gRPC's 5 attempts";
+  SetDeaths(8);  // now the window is open: more deaths than attempts
+  status = ListFunctions(&response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(DeathsLeft(), 0);
 }
@@ -171,12 +137,8 @@ TEST_F(IdempotentRetryTest, NonIdempotentCallIsNotRetried) {
 TEST_F(IdempotentRetryTest, StoppedPluginFailsFastNamingIt) {
   SetDeaths(0);
   ASSERT_TRUE(plugin_->Stop().ok());
-  auto stub = v1::Functions::NewStub(plugin_->channel());
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
   v1::ListFunctionsResponse response;
-  grpc::Status status =
-      stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+  grpc::Status status = ListFunctions(&response);
   // UNAVAILABLE, not DEADLINE_EXCEEDED: the tombstone's answer is final, not
   // retried until the deadline.
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
@@ -186,7 +148,6 @@ TEST_F(IdempotentRetryTest, StoppedPluginFailsFastNamingIt) {
 }
 
 TEST_F(IdempotentRetryTest, CallbackCallLivesThroughMoreDeathsThanAttempts) {
-  ASSERT_NO_FATAL_FAILURE(OpenRetryWindow());
   SetDeaths(8);
   auto stub = v1::Functions::NewStub(plugin_->channel());
   grpc::ClientContext context;
@@ -210,7 +171,6 @@ TEST_F(IdempotentRetryTest, CallbackCallLivesThroughMoreDeathsThanAttempts) {
 }
 
 TEST_F(IdempotentRetryTest, CompletionQueueCallLivesThroughMoreDeaths) {
-  ASSERT_NO_FATAL_FAILURE(OpenRetryWindow());
   SetDeaths(8);
   auto stub = v1::Functions::NewStub(plugin_->channel());
   grpc::CompletionQueue cq;
@@ -243,7 +203,7 @@ TEST_F(IdempotentRetryTest, CompletionQueueCallLivesThroughMoreDeaths) {
 // holding those threads until none was left to complete the rounds: these
 // chains of calls deadlocked (plugd-bench's throughput scenario hung).
 TEST_F(IdempotentRetryTest, ChainedCallbackCallsDoNotHoldCallbackThreads) {
-  ASSERT_NO_FATAL_FAILURE(OpenRetryWindow());
+  SetDeaths(0);
   auto stub = v1::Functions::NewStub(plugin_->channel());
   constexpr int kChains = 8;
   constexpr int kCallsPerChain = 25;
