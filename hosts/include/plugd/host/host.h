@@ -83,6 +83,8 @@ struct SupervisionOptions {
   // More than this many restarts within restart_window: failed. 0: no limit.
   uint32_t max_restarts = 5;
   absl::Duration restart_window = absl::Seconds(60);
+  // Check rate for plugins without Health/Watch; plugins with it are checked
+  // every liveness_timeout / 2 (docs/broker.md, "Health and liveness").
   absl::Duration health_interval = absl::Seconds(1);
   absl::Duration unhealthy_timeout = absl::Seconds(5);
   absl::Duration liveness_timeout = absl::Seconds(5);
