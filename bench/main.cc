@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
     }
   }
   // Plugins' and plugd's own log lines would drown the table.
-  plugd::log::SetMinLevel(plugd::log::Level::kError);
+  if (std::getenv("PLUGD_BENCH_DEBUG") == nullptr)
+    plugd::log::SetMinLevel(plugd::log::Level::kError);
   if (!callgrind_client.empty()) {
     return plugd::bench::CallgrindClientMain(callgrind_client, broker, calls);
   }

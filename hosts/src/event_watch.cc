@@ -12,13 +12,15 @@ AttachedEventWatch::AttachedEventWatch(std::shared_ptr<v1::Broker::Stub> broker,
                                        std::string plugin,
                                        std::shared_ptr<RetryWindow> window,
                                        absl::Duration span,
+                                       std::function<void()> on_ready,
                                        std::function<void()> on_change)
     : broker_(std::move(broker)),
       plugin_(std::move(plugin)),
       window_(std::move(window)),
       span_(span),
+      on_ready_(std::move(on_ready)),
       on_change_(std::move(on_change)) {
-  window_->SetHeld(true);
+  if (window_ != nullptr) window_->SetHeld(true);
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -34,7 +36,7 @@ AttachedEventWatch::~AttachedEventWatch() {
 void AttachedEventWatch::Run() {
   for (;;) {
     Follow();
-    window_->SetHeld(true);
+    if (window_ != nullptr) window_->SetHeld(true);
     if (on_change_) on_change_();
     absl::MutexLock lock(&mu_);
     // Wakes at once on stop; otherwise subscribes again after the delay.
@@ -60,8 +62,11 @@ void AttachedEventWatch::Follow() {
   bool followed = false;
   while (reader->Read(&event)) {
     followed = true;
-    if (SignalsInstability(event.type())) window_->OpenFor(span_);
-    window_->SetHeld(false);  // following: the events say when to open
+    if (window_ != nullptr) {
+      if (SignalsInstability(event.type())) window_->OpenFor(span_);
+      window_->SetHeld(false);  // following: the events say when to open
+    }
+    if (event.type() == v1::EVENT_TYPE_READY && on_ready_) on_ready_();
     if (on_change_) on_change_();
   }
   grpc::Status status = reader->Finish();
@@ -70,8 +75,8 @@ void AttachedEventWatch::Follow() {
   if (followed && !stopping_) {  // once per outage, not per attempt
     PLUGD_LOG(INFO) << "plugin " << plugin_
                     << ": the daemon's event stream ended ("
-                    << status.error_message()
-                    << "); retrying idempotent calls until it is back";
+                    << status.error_message() << "); subscribing again every "
+                    << absl::FormatDuration(kResubscribeDelay);
   }
 }
 

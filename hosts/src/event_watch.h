@@ -1,17 +1,22 @@
 // Follows a plugin's lifecycle events at a plugd daemon, for a plugin the
-// host attached to (internal to the host library): keeps the channel's
-// RetryWindow (idempotent_retry.h) open while the plugin is unstable.
+// host attached to (internal to the host library): tells the host when the
+// plugin is ready again after a restart (so that its channel reconnects at
+// once instead of waiting out gRPC's reconnect backoff, at least 100 ms),
+// and, with RetryMode::kWhileUnstable, keeps the channel's RetryWindow
+// (idempotent_retry.h) open while the plugin is unstable.
 //
 // A thread follows the daemon's WatchEvents stream for the plugin (the most
-// recent past event first). An exit, an unhealthy report or a failed start
-// opens the window for `span`. Until the stream delivers its first event,
-// and whenever it is down (the daemon restarting, say), the window is held
-// open: calls are taken over rather than risk losing the retries; the
-// thread subscribes again after kResubscribeDelay.
+// recent past event first). A `ready` event calls `on_ready`. An exit, an
+// unhealthy report or a failed start opens the window for `span`. Until the
+// stream delivers its first event, and whenever it is down (the daemon
+// restarting, say), the window is held open: calls are taken over rather
+// than risk losing the retries; the thread subscribes again after
+// kResubscribeDelay.
 //
-//   auto window = std::make_shared<RetryWindow>();
-//   auto watch = std::make_unique<AttachedEventWatch>(broker, "echo", window,
-//                                                     absl::Seconds(60));
+//   auto window = std::make_shared<RetryWindow>();  // or nullptr
+//   auto watch = std::make_unique<AttachedEventWatch>(
+//       broker, "echo", window, absl::Seconds(60),
+//       [channel] { ChannelResetConnectionBackoff(channel.get()); });
 //   ...                       // calls take window->IsOpen() into account
 //   watch.reset();            // cancels the stream and joins the thread
 #ifndef PLUGD_HOSTS_SRC_EVENT_WATCH_H_
@@ -44,12 +49,13 @@ inline bool SignalsInstability(v1::EventType type) {
 
 class AttachedEventWatch {
  public:
-  // Starts following at once; the window is held open until then.
+  // Starts following at once; the window (if any) is held open until then.
+  // `on_ready`: called on the watch's thread for each `ready` event.
   // `on_change` (tests): called on the watch's thread after each event it
   // acted on and after each end of the stream.
   AttachedEventWatch(std::shared_ptr<v1::Broker::Stub> broker,
                      std::string plugin, std::shared_ptr<RetryWindow> window,
-                     absl::Duration span,
+                     absl::Duration span, std::function<void()> on_ready,
                      std::function<void()> on_change = nullptr);
   // Cancels the stream and joins the thread; the window stays as it was.
   ~AttachedEventWatch();
@@ -66,6 +72,7 @@ class AttachedEventWatch {
   const std::string plugin_;
   const std::shared_ptr<RetryWindow> window_;
   const absl::Duration span_;
+  const std::function<void()> on_ready_;
   const std::function<void()> on_change_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

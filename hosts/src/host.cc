@@ -673,13 +673,11 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
   Plugin* raw = plugin.get();
   // RetryMode::kWhileUnstable: as for a supervised launch, calls are taken
   // over while the plugin has been unstable lately, as the daemon's events
-  // tell.
+  // tell. Held open until the event watch below follows them.
   std::shared_ptr<RetryWindow> retry_window;
   if (!idempotent.empty() && options.retry_mode == RetryMode::kWhileUnstable) {
     retry_window = std::make_shared<RetryWindow>();
-    plugin->event_watch_ = std::make_unique<internal::AttachedEventWatch>(
-        broker, name, retry_window,
-        std::max(kRetryWindowAfterExit, options.call_timeout));
+    retry_window->SetHeld(true);
   }
   plugin->channel_ = MakeChannel(
       name, resolved.address(),
@@ -689,6 +687,17 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
         return SupervisedStateText(name, raw->SupervisedStatus());
       },
       config, idempotent, options.call_timeout, retry_window);
+  // The daemon's `ready` event: connect at once instead of waiting out
+  // gRPC's reconnect backoff (at least 100 ms after a failed attempt, and
+  // attempts fail while the plugin restarts).
+  std::weak_ptr<grpc::Channel> channel = plugin->channel_;
+  plugin->event_watch_ = std::make_unique<internal::AttachedEventWatch>(
+      broker, name, retry_window,
+      std::max(kRetryWindowAfterExit, options.call_timeout), [channel] {
+        if (auto c = channel.lock()) {
+          grpc::experimental::ChannelResetConnectionBackoff(c.get());
+        }
+      });
   absl::MutexLock lock(&mu_);
   plugins_.push_back(plugin);
   return plugin;

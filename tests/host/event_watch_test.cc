@@ -102,11 +102,16 @@ class EventWatchTest : public ::testing::Test {
   }
 
   void StartWatch() {
-    watch_ = std::make_unique<AttachedEventWatch>(stub_, "echo", window_,
-                                                  absl::Hours(1), [this] {
-                                                    absl::MutexLock lock(&mu_);
-                                                    ++changes_;
-                                                  });
+    watch_ = std::make_unique<AttachedEventWatch>(
+        stub_, "echo", window_, absl::Hours(1),
+        [this] {
+          absl::MutexLock lock(&mu_);
+          ++readies_;
+        },
+        [this] {
+          absl::MutexLock lock(&mu_);
+          ++changes_;
+        });
   }
 
   // Waits until the watch acted on `n` events or stream ends in all.
@@ -120,6 +125,7 @@ class EventWatchTest : public ::testing::Test {
   std::unique_ptr<AttachedEventWatch> watch_;
   absl::Mutex mu_;
   int changes_ ABSL_GUARDED_BY(mu_) = 0;
+  int readies_ ABSL_GUARDED_BY(mu_) = 0;  // on_ready calls
 };
 
 TEST_F(EventWatchTest, HeldOpenUntilFollowingThenOpenedByAnExit) {
@@ -183,6 +189,35 @@ TEST_F(EventWatchTest, HeldOpenWhileTheStreamIsDownThenFollowsAgain) {
   broker_.Send(v1::EVENT_TYPE_READY);
   ASSERT_TRUE(WaitForChanges(3));
   EXPECT_FALSE(window_->IsOpen());
+}
+
+// Every attached plugin has a watch, whatever its RetryMode: its `ready`
+// events make the host's channel reconnect at once (on_ready).
+TEST_F(EventWatchTest, ReadyEventsCallOnReadyWithOrWithoutAWindow) {
+  for (bool with_window : {true, false}) {
+    window_ = with_window ? std::make_shared<RetryWindow>() : nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      changes_ = 0;
+      readies_ = 0;
+    }
+    StartWatch();
+    broker_.Send(v1::EVENT_TYPE_READY);
+    broker_.Send(v1::EVENT_TYPE_EXITED);
+    broker_.Send(v1::EVENT_TYPE_STARTING);
+    broker_.Send(v1::EVENT_TYPE_READY);
+    ASSERT_TRUE(WaitForChanges(4));
+    {
+      absl::MutexLock lock(&mu_);
+      EXPECT_EQ(readies_, 2) << "with_window " << with_window;
+    }
+    if (with_window) {
+      EXPECT_TRUE(window_->IsOpen());
+    }
+    broker_.EndStream();
+    ASSERT_TRUE(WaitForChanges(5));
+    watch_.reset();
+  }
 }
 
 }  // namespace
