@@ -316,7 +316,10 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     uint32_t restarts = 0;
     absl::Time started_at = absl::InfinitePast();
     absl::Time next_start_at = absl::InfinitePast();
-    absl::Time last_health_answer = absl::InfinitePast();
+    // Since when Checks have gone unanswered: when the first Check after
+    // the last answer was sent; InfiniteFuture while everything is answered.
+    // Liveness restarts the plugin once this is liveness_timeout old.
+    absl::Time unanswered_since = absl::InfiniteFuture();
     absl::Time next_health_check = absl::InfinitePast();
     bool health_check_in_flight = false;
     // The plugin has answered our Watch stream: it reports health changes
@@ -658,7 +661,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       return;
     }
     e.health_channel = HealthChannel(e.process->handshake().GrpcTarget());
-    e.last_health_answer = absl::Now();
+    e.unanswered_since = absl::InfiniteFuture();
     e.next_health_check = absl::Now() + e.spec.health_interval;
     e.health_check_in_flight = false;
     e.health_watched = false;
@@ -800,9 +803,19 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
           }
           self->OnHealth(name, generation, status);
         },
-        [](grpc::Status) {
+        [weak, name, generation](grpc::Status) {
           // UNIMPLEMENTED (no Watch): the liveness sweep's Check covers it.
-          // Anything else: the plugin is going away; its exit is handled.
+          // Anything else: the plugin is going away (its exit is handled),
+          // or it ended the stream and lives on. Either way health changes
+          // are no longer pushed: back to a Check every health_interval.
+          auto self = weak.lock();
+          if (!self) return;
+          Entry* e = self->Find(name);
+          if (e != nullptr && e->generation == generation) {
+            e->health_watched = false;
+            e->next_health_check = std::min(
+                e->next_health_check, absl::Now() + e->spec.health_interval);
+          }
         });
   }
 
@@ -810,7 +823,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
                 HealthCheckResponse::ServingStatus status) {
     Entry* e = Find(name);
     if (e == nullptr || e->generation != generation || !e->process) return;
-    e->last_health_answer = absl::Now();
+    e->unanswered_since = absl::InfiniteFuture();
     if (status == HealthCheckResponse::SERVING) {
       if (e->state == v1::PLUGIN_STATE_UNHEALTHY) {
         e->unhealthy_timer->cancel();
@@ -893,11 +906,11 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
                          e.state != v1::PLUGIN_STATE_UNHEALTHY)) {
         continue;
       }
-      if (now - e.last_health_answer > e.spec.liveness_timeout) {
+      if (now - e.unanswered_since > e.spec.liveness_timeout) {
         ForceRestart(
             e,
             absl::StrCat("no answer to health checks for ",
-                         absl::FormatDuration(now - e.last_health_answer),
+                         absl::FormatDuration(now - e.unanswered_since),
                          " (liveness_timeout ",
                          absl::FormatDuration(e.spec.liveness_timeout), ")"));
         continue;
@@ -910,9 +923,10 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
 
   // How often a plugin is sent a Check. A plugin whose Watch stream answers
   // pushes every health change itself; its Checks only prove it is not hung,
-  // and for that one every liveness_timeout / 2 is enough: a hung plugin is
-  // still restarted liveness_timeout after its last answer. This keeps idle
-  // wake-ups per plugin low (docs/benchmarks.md, scale).
+  // and for that one every liveness_timeout / 2 is enough: it is restarted
+  // once a Check has gone unanswered for liveness_timeout, whatever the
+  // rate. This keeps idle wake-ups per plugin low (docs/benchmarks.md,
+  // scale).
   static absl::Duration ProbeInterval(const Entry& e) {
     if (!e.health_watched) return e.spec.health_interval;
     return std::max(e.spec.health_interval, e.spec.liveness_timeout / 2);
@@ -932,7 +946,9 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     call->request.set_service(e.spec.launch.health_service());
     call->stub = Health::NewStub(e.health_channel);
     e.health_check_in_flight = true;
-    e.next_health_check = absl::Now() + ProbeInterval(e);
+    const absl::Time now = absl::Now();
+    if (e.unanswered_since == absl::InfiniteFuture()) e.unanswered_since = now;
+    e.next_health_check = now + ProbeInterval(e);
     const std::string name = e.spec.launch.name;
     const uint64_t generation = e.generation;
     std::weak_ptr<Impl> weak = shared_from_this();
@@ -950,7 +966,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
               self->OnHealth(name, generation, call->response.status());
             } else if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
               // No health service at all: being connected is all we learn.
-              e->last_health_answer = absl::Now();
+              e->unanswered_since = absl::InfiniteFuture();
             }
           });
         });

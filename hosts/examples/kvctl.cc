@@ -6,8 +6,9 @@
 //   kvctl scan                    # key<TAB>value lines
 //   kvctl --plugin build/bin/plugd-kv --data /tmp/kv.pb list
 //   # a KV plugin built with HashiCorp go-plugin (docs/go-plugin.md):
-//   kvctl --plugin build/bin/goplugin-kv \
+//   kvctl --plugin build/bin/goplugin-kv
 //         --go-plugin KV_PLUGIN=plugd-kv-example-1 put greeting hello
+//   (one command line)
 //   # a KV plugin supervised by a plugd daemon:
 //   kvctl --broker unix:/tmp/plugd-demo/admin.sock --attach go-kv list
 //

@@ -72,11 +72,22 @@ void AttachedEventWatch::Follow() {
   grpc::Status status = reader->Finish();
   absl::MutexLock lock(&mu_);
   context_ = nullptr;
-  if (followed && !stopping_) {  // once per outage, not per attempt
+  // Logged once per outage: when a followed stream ends, or when the first
+  // subscription fails (an unknown plugin, the daemon not there).
+  if (followed) warned_ = false;
+  if (stopping_ || warned_) return;
+  warned_ = true;
+  if (followed) {
     PLUGD_LOG(INFO) << "plugin " << plugin_
                     << ": the daemon's event stream ended ("
                     << status.error_message() << "); subscribing again every "
                     << absl::FormatDuration(kResubscribeDelay);
+  } else {
+    PLUGD_LOG(WARNING) << "plugin " << plugin_
+                       << ": cannot follow the daemon's events ("
+                       << status.error_message()
+                       << "); subscribing again every "
+                       << absl::FormatDuration(kResubscribeDelay);
   }
 }
 

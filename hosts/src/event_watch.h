@@ -77,6 +77,8 @@ class AttachedEventWatch {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;  // Follow's
+  // A failed subscription was logged; cleared once one follows again.
+  bool warned_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

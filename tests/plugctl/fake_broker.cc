@@ -57,7 +57,8 @@ plugd::v1::ListPluginsResponse CannedPlugins() {
   beta->mutable_last_exit()->set_signaled(true);
   beta->mutable_last_exit()->set_signal(9);
   beta->mutable_last_exit()->set_text("killed by signal 9 (SIGKILL)");
-  beta->set_last_error("health check failed: deadline exceeded");
+  beta->set_last_error(
+      "no answer to health checks for 5.2s (liveness_timeout 5s)");
   beta->add_command("/usr/lib/plugd/plugd-beta");
   beta->set_restart_policy(plugd::v1::RESTART_POLICY_ON_FAILURE);
   *beta->mutable_next_start_at() = Ts(now + absl::Seconds(30));

@@ -166,8 +166,8 @@ TEST_F(PlugctlTest, StatusPrintsKeyValueLines) {
   EXPECT_THAT(r.out, HasSubstr("restart policy:    on-failure\n"));
   EXPECT_THAT(r.out,
               HasSubstr("last exit:         killed by signal 9 (SIGKILL)\n"));
-  EXPECT_THAT(r.out, HasSubstr("last error:        health check failed: "
-                               "deadline exceeded\n"));
+  EXPECT_THAT(r.out, HasSubstr("last error:        no answer to health "
+                               "checks for 5.2s (liveness_timeout 5s)\n"));
   EXPECT_THAT(r.out, MatchesRegex("(.|\n)*next start: +[0-9T:.-]+Z \\(in "
                                   "[0-9]+s\\)\n(.|\n)*"));
   EXPECT_THAT(r.out, HasSubstr("log lines dropped: 7\n"));

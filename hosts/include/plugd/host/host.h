@@ -21,7 +21,8 @@
 //   (*random)->Stop();
 //
 // Threads: a Host owns one event-loop thread that spawns and watches its
-// plugins. All methods are thread-safe.
+// plugins, and one thread per attached plugin (Attach) that follows the
+// daemon's events for it. All methods are thread-safe.
 #ifndef PLUGD_HOST_HOST_H_
 #define PLUGD_HOST_HOST_H_
 
@@ -71,8 +72,9 @@ enum class RetryMode {
   // Only calls started within 60 s (or call_timeout, if longer) after the
   // plugin exited, failed a start or turned unhealthy: calls to a stable
   // plugin cost nothing extra, but a call already in flight when a stable
-  // plugin starts dying gets only gRPC's 5 attempts. An attached host
-  // follows the daemon's events for it on a thread of its own.
+  // plugin starts dying gets only gRPC's 5 attempts. For an attached
+  // plugin the daemon's events (followed by the plugin's event thread)
+  // say when it was unstable.
   kWhileUnstable,
 };
 
@@ -288,7 +290,8 @@ class Plugin {
   const uint32_t protocol_version_;
   std::shared_ptr<grpc::Channel> channel_;
   std::shared_ptr<broker::OutputCapture> logs_;
-  // Attached plugins: follows the daemon's events for the retry window.
+  // Attached plugins: follows the daemon's events (reconnect on `ready`;
+  // the retry window with RetryMode::kWhileUnstable).
   std::unique_ptr<internal::AttachedEventWatch> event_watch_;
 };
 
