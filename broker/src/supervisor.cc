@@ -406,6 +406,13 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     return it == entries_.end() ? nullptr : it->second.get();
   }
 
+  // The entry of `name` while `generation` is its current start attempt;
+  // nullptr once it was removed or started again (a late callback's check).
+  Entry* FindInstance(const std::string& name, uint64_t generation) {
+    Entry* e = Find(name);
+    return e != nullptr && e->generation == generation ? e : nullptr;
+  }
+
   std::vector<std::string> Names() const {
     std::vector<std::string> names;
     for (const auto& [n, e] : entries_) names.push_back(n);
@@ -609,8 +616,8 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
 
   void OnLaunched(const std::string& name, uint64_t generation,
                   absl::StatusOr<std::shared_ptr<PluginProcess>> result) {
-    Entry* found = Find(name);
-    if (found == nullptr || found->generation != generation) {
+    Entry* found = FindInstance(name, generation);
+    if (found == nullptr) {
       // Removed or superseded while starting: nobody wants this process.
       if (result.ok()) {
         (*result)->AsyncStop(std::nullopt, [](const ExitStatus&) {});
@@ -675,8 +682,8 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
   void OnExit(const std::string& name, uint64_t generation, pid_t pid,
               const ExitStatus& status) {
     if (options_.on_group_gone) options_.on_group_gone(pid);
-    Entry* found = Find(name);
-    if (found == nullptr || found->generation != generation) return;
+    Entry* found = FindInstance(name, generation);
+    if (found == nullptr) return;
     Entry& e = *found;
     const absl::Duration uptime = absl::Now() - e.started_at;
     e.last_exit = status;
@@ -771,19 +778,18 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     const uint64_t generation = e.generation;
     std::weak_ptr<Impl> weak = shared_from_this();
     e.backoff_timer->expires_after(ToChrono(delay));
-    e.backoff_timer->async_wait(
-        [weak, key, generation](const boost::system::error_code& ec) {
-          if (ec) return;
-          auto self = weak.lock();
-          if (!self) return;
-          Entry* entry = self->Find(key);
-          if (entry == nullptr || entry->generation != generation ||
-              entry->state != v1::PLUGIN_STATE_BACKING_OFF ||
-              !entry->want_running) {
-            return;
-          }
-          self->StartInstance(*entry);
-        });
+    e.backoff_timer->async_wait([weak, key, generation](
+                                    const boost::system::error_code& ec) {
+      if (ec) return;
+      auto self = weak.lock();
+      if (!self) return;
+      Entry* entry = self->FindInstance(key, generation);
+      if (entry == nullptr || entry->state != v1::PLUGIN_STATE_BACKING_OFF ||
+          !entry->want_running) {
+        return;
+      }
+      self->StartInstance(*entry);
+    });
   }
 
   // ----------------------------------------------------------- health ---
@@ -795,13 +801,9 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     e.watch = HealthWatch::Start(
         e.health_channel, e.spec.launch.health_service(), gate_,
         [weak, name, generation](HealthCheckResponse::ServingStatus status) {
-          auto self = weak.lock();
-          if (!self) return;
-          Entry* e = self->Find(name);
-          if (e != nullptr && e->generation == generation) {
-            e->health_watched = true;
+          if (auto self = weak.lock()) {
+            self->OnHealth(name, generation, status, /*from_watch=*/true);
           }
-          self->OnHealth(name, generation, status);
         },
         [weak, name, generation](grpc::Status) {
           // UNIMPLEMENTED (no Watch): the liveness sweep's Check covers it.
@@ -810,8 +812,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
           // are no longer pushed: back to a Check every health_interval.
           auto self = weak.lock();
           if (!self) return;
-          Entry* e = self->Find(name);
-          if (e != nullptr && e->generation == generation) {
+          if (Entry* e = self->FindInstance(name, generation)) {
             e->health_watched = false;
             e->next_health_check = std::min(
                 e->next_health_check, absl::Now() + e->spec.health_interval);
@@ -819,10 +820,12 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
         });
   }
 
+  // An answer to a Check, or a status on the Watch stream (`from_watch`).
   void OnHealth(const std::string& name, uint64_t generation,
-                HealthCheckResponse::ServingStatus status) {
-    Entry* e = Find(name);
-    if (e == nullptr || e->generation != generation || !e->process) return;
+                HealthCheckResponse::ServingStatus status, bool from_watch) {
+    Entry* e = FindInstance(name, generation);
+    if (e == nullptr || !e->process) return;
+    if (from_watch) e->health_watched = true;
     e->unanswered_since = absl::InfiniteFuture();
     if (status == HealthCheckResponse::SERVING) {
       if (e->state == v1::PLUGIN_STATE_UNHEALTHY) {
@@ -845,9 +848,8 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
           if (ec) return;
           auto self = weak.lock();
           if (!self) return;
-          Entry* entry = self->Find(name);
-          if (entry == nullptr || entry->generation != generation ||
-              entry->state != v1::PLUGIN_STATE_UNHEALTHY) {
+          Entry* entry = self->FindInstance(name, generation);
+          if (entry == nullptr || entry->state != v1::PLUGIN_STATE_UNHEALTHY) {
             return;
           }
           self->ForceRestart(
@@ -955,15 +957,16 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     std::shared_ptr<LoopGate> gate = gate_;
     call->stub->async()->Check(
         &call->context, &call->request, &call->response,
-        [call, gate, weak, name, generation](grpc::Status status) {
+        [call, gate, weak, name, generation](const grpc::Status& status) {
           gate->Post([call, weak, name, generation, status] {
             auto self = weak.lock();
             if (!self) return;
-            Entry* e = self->Find(name);
-            if (e == nullptr || e->generation != generation) return;
+            Entry* e = self->FindInstance(name, generation);
+            if (e == nullptr) return;
             e->health_check_in_flight = false;
             if (status.ok()) {
-              self->OnHealth(name, generation, call->response.status());
+              self->OnHealth(name, generation, call->response.status(),
+                             /*from_watch=*/false);
             } else if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
               // No health service at all: being connected is all we learn.
               e->unanswered_since = absl::InfiniteFuture();
@@ -989,13 +992,13 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     std::shared_ptr<LoopGate> gate = gate_;
     call->stub->async()->Describe(
         &call->context, &call->request, &call->response,
-        [call, gate, weak, name, generation](grpc::Status status) {
+        [call, gate, weak, name, generation](const grpc::Status& status) {
           if (!status.ok()) return;
           gate->Post([call, weak, name, generation] {
             auto self = weak.lock();
             if (!self) return;
-            Entry* e = self->Find(name);
-            if (e == nullptr || e->generation != generation) return;
+            Entry* e = self->FindInstance(name, generation);
+            if (e == nullptr) return;
             e->version = call->response.version();
           });
         });

@@ -4,9 +4,19 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "plugd/common/log.h"
 
 namespace plugd::host::internal {
+
+std::function<void()> ResetBackoffOnReady(
+    std::weak_ptr<grpc::Channel> channel) {
+  return [channel = std::move(channel)] {
+    if (auto c = channel.lock()) {
+      grpc::experimental::ChannelResetConnectionBackoff(c.get());
+    }
+  };
+}
 
 AttachedEventWatch::AttachedEventWatch(std::shared_ptr<v1::Broker::Stub> broker,
                                        std::string plugin,
@@ -77,17 +87,15 @@ void AttachedEventWatch::Follow() {
   if (followed) warned_ = false;
   if (stopping_ || warned_) return;
   warned_ = true;
+  const std::string why =
+      absl::StrCat(" (", status.error_message(), "); subscribing again every ",
+                   absl::FormatDuration(kResubscribeDelay));
   if (followed) {
     PLUGD_LOG(INFO) << "plugin " << plugin_
-                    << ": the daemon's event stream ended ("
-                    << status.error_message() << "); subscribing again every "
-                    << absl::FormatDuration(kResubscribeDelay);
+                    << ": the daemon's event stream ended" << why;
   } else {
     PLUGD_LOG(WARNING) << "plugin " << plugin_
-                       << ": cannot follow the daemon's events ("
-                       << status.error_message()
-                       << "); subscribing again every "
-                       << absl::FormatDuration(kResubscribeDelay);
+                       << ": cannot follow the daemon's events" << why;
   }
 }
 

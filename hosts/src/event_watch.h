@@ -22,6 +22,7 @@
 #ifndef PLUGD_HOSTS_SRC_EVENT_WATCH_H_
 #define PLUGD_HOSTS_SRC_EVENT_WATCH_H_
 
+#include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
 #include <functional>
@@ -46,6 +47,12 @@ inline bool SignalsInstability(v1::EventType type) {
   return type == v1::EVENT_TYPE_EXITED || type == v1::EVENT_TYPE_UNHEALTHY ||
          type == v1::EVENT_TYPE_START_FAILED;
 }
+
+// For a plugin's `ready` event (AttachedEventWatch's `on_ready`, or the
+// embedded supervisor's events): `channel` connects at once instead of
+// waiting out gRPC's reconnect backoff (at least 100 ms after a failed
+// attempt, and attempts fail while the plugin restarts).
+std::function<void()> ResetBackoffOnReady(std::weak_ptr<grpc::Channel> channel);
 
 class AttachedEventWatch {
  public:

@@ -7,6 +7,7 @@
 #include <grpcpp/support/client_interceptor.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -626,22 +627,18 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
         return SupervisedStateText(name, supervisor->Get(name));
       },
       config, idempotent, options.call_timeout, retry_window);
-  std::weak_ptr<grpc::Channel> channel = plugin->channel_;
-  supervisor->SubscribeEvents([name, channel, retry_window,
-                               window_span](const v1::Event& event) {
-    if (event.plugin() != name) return;
-    // Runs on the supervisor's loop before the restart, so calls that
-    // wait for the new instance are taken over.
-    if (retry_window != nullptr && internal::SignalsInstability(event.type())) {
-      retry_window->OpenFor(window_span);
-    }
-    // Connect at once instead of waiting out the reconnect backoff.
-    if (event.type() == v1::EVENT_TYPE_READY) {
-      if (auto c = channel.lock()) {
-        grpc::experimental::ChannelResetConnectionBackoff(c.get());
-      }
-    }
-  });
+  supervisor->SubscribeEvents(
+      [name, on_ready = internal::ResetBackoffOnReady(plugin->channel_),
+       retry_window, window_span](const v1::Event& event) {
+        if (event.plugin() != name) return;
+        // Runs on the supervisor's loop before the restart, so calls that
+        // wait for the new instance are taken over.
+        if (retry_window != nullptr &&
+            internal::SignalsInstability(event.type())) {
+          retry_window->OpenFor(window_span);
+        }
+        if (event.type() == v1::EVENT_TYPE_READY) on_ready();
+      });
   PLUGD_LOG(INFO) << "launched supervised plugin " << name << " (pid "
                   << started->pid() << ") at " << target;
   absl::MutexLock lock(&mu_);
@@ -673,11 +670,10 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
   Plugin* raw = plugin.get();
   // RetryMode::kWhileUnstable: as for a supervised launch, calls are taken
   // over while the plugin has been unstable lately, as the daemon's events
-  // tell. Held open until the event watch below follows them.
+  // tell (the event watch below; the channel is not handed out before it).
   std::shared_ptr<RetryWindow> retry_window;
   if (!idempotent.empty() && options.retry_mode == RetryMode::kWhileUnstable) {
     retry_window = std::make_shared<RetryWindow>();
-    retry_window->SetHeld(true);
   }
   plugin->channel_ = MakeChannel(
       name, resolved.address(),
@@ -687,17 +683,10 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
         return SupervisedStateText(name, raw->SupervisedStatus());
       },
       config, idempotent, options.call_timeout, retry_window);
-  // The daemon's `ready` event: connect at once instead of waiting out
-  // gRPC's reconnect backoff (at least 100 ms after a failed attempt, and
-  // attempts fail while the plugin restarts).
-  std::weak_ptr<grpc::Channel> channel = plugin->channel_;
   plugin->event_watch_ = std::make_unique<internal::AttachedEventWatch>(
       broker, name, retry_window,
-      std::max(kRetryWindowAfterExit, options.call_timeout), [channel] {
-        if (auto c = channel.lock()) {
-          grpc::experimental::ChannelResetConnectionBackoff(c.get());
-        }
-      });
+      std::max(kRetryWindowAfterExit, options.call_timeout),
+      internal::ResetBackoffOnReady(plugin->channel_));
   absl::MutexLock lock(&mu_);
   plugins_.push_back(plugin);
   return plugin;

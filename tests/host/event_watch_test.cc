@@ -220,5 +220,43 @@ TEST_F(EventWatchTest, ReadyEventsCallOnReadyWithOrWithoutAWindow) {
   }
 }
 
+// What Host::Attach wires to on_ready: a channel waiting out its reconnect
+// backoff after a failed attempt connects as soon as `ready` arrives.
+TEST_F(EventWatchTest, ReadyEventMakesAChannelInBackoffConnectAtOnce) {
+  const std::string address = "unix:" + dir_.path() + "/plugin.sock";
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // A backoff far past the hang guard: only the reset can end it in time.
+  for (const char* arg :
+       {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+        GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS}) {
+    args.SetInt(arg, 600000);
+  }
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), args);
+  // Nothing listens yet: the first attempt fails and the backoff starts.
+  grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
+  const auto guard = absl::ToChronoTime(absl::Now() + kGuard);
+  while (state != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    ASSERT_TRUE(channel->WaitForStateChange(state, guard))
+        << "the channel never failed to connect";
+    state = channel->GetState(false);
+  }
+  // The plugin is back (any service will do); the daemon says so.
+  v1::Broker::Service any_service;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+  builder.RegisterService(&any_service);
+  std::unique_ptr<grpc::Server> plugin = builder.BuildAndStart();
+  ASSERT_NE(plugin, nullptr);
+  watch_ = std::make_unique<AttachedEventWatch>(
+      stub_, "echo", nullptr, absl::Hours(1), ResetBackoffOnReady(channel));
+  broker_.Send(v1::EVENT_TYPE_READY);
+  EXPECT_TRUE(channel->WaitForConnected(guard))
+      << "still waiting out the reconnect backoff";
+  watch_.reset();
+  plugin->Shutdown(guard);
+}
+
 }  // namespace
 }  // namespace plugd::host::internal
