@@ -5,30 +5,32 @@
 // and, with RetryMode::kWhileUnstable, keeps the channel's RetryWindow
 // (idempotent_retry.h) open while the plugin is unstable.
 //
-// A thread follows the daemon's WatchEvents stream for the plugin (the most
-// recent past event first). A `ready` event calls `on_ready`. An exit, an
-// unhealthy report or a failed start opens the window for `span`. Until the
-// stream delivers its first event, and whenever it is down (the daemon
-// restarting, say), the window is held open: calls are taken over rather
-// than risk losing the retries; the thread subscribes again after
-// kResubscribeDelay.
+// The watch follows the daemon's WatchEvents stream for the plugin (the
+// most recent past event first) with gRPC's callback API: no thread of its
+// own, so a host can attach hundreds of plugins (each stream is one HTTP/2
+// stream on the host's connection to the daemon). A `ready` event calls
+// `on_ready`. An exit, an unhealthy report or a failed start opens the window
+// for `span`. Until the stream delivers its first event, and whenever it is
+// down (the daemon restarting, say), the window is held open: calls are taken
+// over rather than risk losing the retries; the watch subscribes again after
+// kResubscribeDelay (a grpc::Alarm).
 //
 //   auto window = std::make_shared<RetryWindow>();  // or nullptr
 //   auto watch = std::make_unique<AttachedEventWatch>(
 //       broker, "echo", window, absl::Seconds(60),
-//       [channel] { ChannelResetConnectionBackoff(channel.get()); });
+//       ResetBackoffOnReady(channel));
 //   ...                       // calls take window->IsOpen() into account
-//   watch.reset();            // cancels the stream and joins the thread
+//   watch.reset();            // cancels the stream, waits for its callbacks
 #ifndef PLUGD_HOSTS_SRC_EVENT_WATCH_H_
 #define PLUGD_HOSTS_SRC_EVENT_WATCH_H_
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -57,23 +59,32 @@ std::function<void()> ResetBackoffOnReady(std::weak_ptr<grpc::Channel> channel);
 class AttachedEventWatch {
  public:
   // Starts following at once; the window (if any) is held open until then.
-  // `on_ready`: called on the watch's thread for each `ready` event.
-  // `on_change` (tests): called on the watch's thread after each event it
-  // acted on and after each end of the stream.
+  // `on_ready`: called on a gRPC callback thread for each `ready` event.
+  // `on_change` (tests): called on a gRPC callback thread after each event
+  // the watch acted on and after each end of the stream.
   AttachedEventWatch(std::shared_ptr<v1::Broker::Stub> broker,
                      std::string plugin, std::shared_ptr<RetryWindow> window,
                      absl::Duration span, std::function<void()> on_ready,
                      std::function<void()> on_change = nullptr);
-  // Cancels the stream and joins the thread; the window stays as it was.
+  // Cancels the stream (or the pending resubscription) and waits until no
+  // callback of the watch runs any more; the window stays as it was. Must
+  // not be called from `on_ready` or `on_change`.
   ~AttachedEventWatch();
 
   AttachedEventWatch(const AttachedEventWatch&) = delete;
   AttachedEventWatch& operator=(const AttachedEventWatch&) = delete;
 
  private:
-  void Run();
-  // One subscription, until the stream ends or Stop cancels it.
-  void Follow();
+  class Subscription;  // one WatchEvents stream
+
+  // Starts a subscription unless stopping.
+  void Subscribe() ABSL_LOCKS_EXCLUDED(mu_);
+  // From the subscription's callbacks.
+  void OnEvent(const v1::Event& event);
+  void OnStreamDone(const grpc::Status& status, bool followed)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // From the resubscription alarm.
+  void OnAlarm(bool fired) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::shared_ptr<v1::Broker::Stub> broker_;
   const std::string plugin_;
@@ -83,10 +94,15 @@ class AttachedEventWatch {
   const std::function<void()> on_change_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;  // Follow's
+  // The subscription and the alarm in flight: at most one of them is, as
+  // each starts the other when it ends. Replaced only while not stopping,
+  // so the destructor may use them outside `mu_` once it set `stopping_`.
+  std::unique_ptr<Subscription> subscription_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<grpc::Alarm> alarm_ ABSL_GUARDED_BY(mu_);
+  // Subscriptions and alarms whose last callback has not finished.
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // A failed subscription was logged; cleared once one follows again.
   bool warned_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
 };
 
 }  // namespace plugd::host::internal

@@ -260,15 +260,6 @@ std::vector<std::string> ServicesOf(const std::string& target,
   return {response.services().begin(), response.services().end()};
 }
 
-std::shared_ptr<v1::Broker::Stub> BrokerStub(const std::string& address) {
-  std::string target = address;
-  if (!absl::StartsWith(target, "unix:")) target = "unix:" + target;
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return v1::Broker::NewStub(grpc::CreateCustomChannel(
-      target, grpc::InsecureChannelCredentials(), args));
-}
-
 absl::Status BrokerError(const grpc::Status& status,
                          const std::string& address) {
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
@@ -650,7 +641,7 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
     const std::string& broker_address, const std::string& name,
     AttachOptions options) {
   PLUGD_RETURN_IF_ERROR(CheckNameFree(name));
-  std::shared_ptr<v1::Broker::Stub> broker = BrokerStub(broker_address);
+  std::shared_ptr<v1::Broker::Stub> broker = BrokerClient(broker_address);
   grpc::ClientContext context;
   SetDeadline(&context, options.broker_timeout);
   v1::ResolveRequest request;
@@ -694,7 +685,7 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
 
 absl::StatusOr<std::vector<std::shared_ptr<Plugin>>> Host::AttachAll(
     const std::string& broker_address, AttachOptions options) {
-  std::shared_ptr<v1::Broker::Stub> broker = BrokerStub(broker_address);
+  std::shared_ptr<v1::Broker::Stub> broker = BrokerClient(broker_address);
   grpc::ClientContext context;
   SetDeadline(&context, options.broker_timeout);
   v1::ListPluginsResponse list;
@@ -707,6 +698,21 @@ absl::StatusOr<std::vector<std::shared_ptr<Plugin>>> Host::AttachAll(
     out.push_back(std::move(plugin));
   }
   return out;
+}
+
+std::shared_ptr<v1::Broker::Stub> Host::BrokerClient(
+    const std::string& address) {
+  std::string target = address;
+  if (!absl::StartsWith(target, "unix:")) target = "unix:" + target;
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<v1::Broker::Stub>& stub = brokers_[target];
+  if (stub == nullptr) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    stub = v1::Broker::NewStub(grpc::CreateCustomChannel(
+        target, grpc::InsecureChannelCredentials(), args));
+  }
+  return stub;
 }
 
 absl::StatusOr<std::shared_ptr<Plugin>> Host::Find(

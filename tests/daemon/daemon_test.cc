@@ -1067,6 +1067,60 @@ TEST_F(DaemonTest, NeverRestartedPluginFailsFast) {
   }
 }
 
+// 14b. A host attached to many plugins runs no thread per plugin: the event
+// watches that make its channels reconnect on `ready` are streams on the
+// host's one connection to the daemon, served by gRPC's callback threads.
+TEST_F(DaemonTest, AttachingManyPluginsAddsNoThreadPerPlugin) {
+  constexpr int kPlugins = 12;
+  std::string yaml;
+  for (int i = 0; i < kPlugins; ++i) {
+    yaml += PluginYaml(absl::StrCat("p", i), {Sdk()});
+  }
+  StartDaemon(yaml);
+  for (int i = 0; i < kPlugins; ++i) {
+    ASSERT_GT(ReadyPid(absl::StrCat("p", i)), 0);
+  }
+  auto threads = [] {
+    std::error_code ignored;
+    return std::distance(
+        std::filesystem::directory_iterator("/proc/self/task", ignored),
+        std::filesystem::directory_iterator());
+  };
+  auto host = host::Host::Create();
+  ASSERT_TRUE(host.ok()) << host.status();
+  auto describe = [](const std::shared_ptr<host::Plugin>& plugin) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kGuard));
+    v1::DescribeResponse response;
+    return v1::Control::NewStub(plugin->channel())
+        ->Describe(&ctx, v1::DescribeRequest(), &response);
+  };
+  // The first attach and call start what gRPC starts once per process.
+  auto first = (*host)->Attach(admin_, "p0");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(describe(*first).ok());
+  const auto before = threads();
+  for (int i = 1; i < kPlugins; ++i) {
+    auto plugin = (*host)->Attach(admin_, absl::StrCat("p", i));
+    ASSERT_TRUE(plugin.ok()) << plugin.status();
+    grpc::Status s = describe(*plugin);
+    EXPECT_TRUE(s.ok()) << "p" << i << ": " << s.error_message();
+  }
+  const auto added = threads() - before;
+  std::cout << kPlugins - 1 << " more attached plugins added " << added
+            << " threads\n";
+  EXPECT_LT(added, (kPlugins - 1) / 2)
+      << "a thread per attached plugin is back";
+  // The watches still follow: a killed plugin's channel works again.
+  int64_t pid = Status("p5").pid();
+  ASSERT_EQ(kill(static_cast<pid_t>(pid), SIGKILL), 0);
+  ASSERT_GT(ReadyPid("p5", pid), 0);
+  auto p5 = (*host)->Find("p5");
+  ASSERT_TRUE(p5.ok()) << p5.status();
+  grpc::Status s = describe(*p5);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
 // 15. calc with a C++, a Python and a Node plugin under the broker: one
 // invocation finds each function in the plugin that offers it, and a killed
 // Python plugin is restarted under calc's next call.

@@ -21,8 +21,9 @@
 //   (*random)->Stop();
 //
 // Threads: a Host owns one event-loop thread that spawns and watches its
-// plugins, and one thread per attached plugin (Attach) that follows the
-// daemon's events for it. All methods are thread-safe.
+// plugins. Each attached plugin (Attach) follows the daemon's events for it
+// over a stream on the host's one connection per daemon, on gRPC's callback
+// threads. All methods are thread-safe.
 #ifndef PLUGD_HOST_HOST_H_
 #define PLUGD_HOST_HOST_H_
 
@@ -351,6 +352,10 @@ class Host {
       const PluginOptions& options);
   absl::Status EnsureSupervisor() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartAdmin(const std::string& address);
+  // This host's client of the daemon at `address` ("unix:" optional): one
+  // connection per daemon, shared by Attach, AttachAll and the attached
+  // plugins' event watches.
+  std::shared_ptr<v1::Broker::Stub> BrokerClient(const std::string& address);
 
   const std::string socket_dir_;
   const bool owns_socket_dir_;
@@ -359,6 +364,8 @@ class Host {
   std::unique_ptr<broker::Supervisor> supervisor_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<broker::AdminServer> admin_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Plugin>> plugins_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<v1::Broker::Stub>> brokers_
+      ABSL_GUARDED_BY(mu_);
 };
 
 // The default name for a command: file name without a leading "plugd-".
