@@ -49,6 +49,64 @@ std::string Shorten(absl::string_view s) {
   return absl::StrCat(s.substr(0, kMax), "...");
 }
 
+// Whether printing `value` as JSON needs a number changed first: JSON has no
+// NaN or infinity (protobuf's printer refuses the whole message), and
+// protobuf's parser reads a nested "-0" as the integer 0, so "-0" would not
+// survive a round trip; a Value with no kind set (possible on the wire) makes
+// the printer fail too.
+bool NeedsJsonCanonicalForm(const Value& value) {
+  switch (value.kind_case()) {
+    case Value::KIND_NOT_SET:
+      return true;
+    case Value::kNumberValue: {
+      double d = value.number_value();
+      return !std::isfinite(d) || (d == 0 && std::signbit(d));
+    }
+    case Value::kListValue:
+      for (const Value& v : value.list_value().values()) {
+        if (NeedsJsonCanonicalForm(v)) return true;
+      }
+      return false;
+    case Value::kStructValue:
+      for (const auto& [key, v] : value.struct_value().fields()) {
+        if (NeedsJsonCanonicalForm(v)) return true;
+      }
+      return false;
+    default:
+      return false;
+  }
+}
+
+// Non-finite numbers and unset Values become null, -0 becomes 0, at any depth.
+void ToJsonCanonicalForm(Value* value) {
+  switch (value->kind_case()) {
+    case Value::KIND_NOT_SET:
+      value->set_null_value(google::protobuf::NULL_VALUE);
+      return;
+    case Value::kNumberValue: {
+      double d = value->number_value();
+      if (!std::isfinite(d)) {
+        value->set_null_value(google::protobuf::NULL_VALUE);
+      } else if (d == 0) {
+        value->set_number_value(0);
+      }
+      return;
+    }
+    case Value::kListValue:
+      for (Value& v : *value->mutable_list_value()->mutable_values()) {
+        ToJsonCanonicalForm(&v);
+      }
+      return;
+    case Value::kStructValue:
+      for (auto& [key, v] : *value->mutable_struct_value()->mutable_fields()) {
+        ToJsonCanonicalForm(&v);
+      }
+      return;
+    default:
+      return;
+  }
+}
+
 }  // namespace
 
 Value ParseArgument(absl::string_view text) {
@@ -73,13 +131,15 @@ Value ParseArgument(absl::string_view text) {
 
 std::string ValueToJson(const Value& value) {
   if (value.kind_case() == Value::KIND_NOT_SET) return "null";
-  if (value.kind_case() == Value::kNumberValue) {
-    // JSON has no NaN or infinity; protobuf's printer refuses them.
-    double d = value.number_value();
-    if (!std::isfinite(d)) return "null";
+  const Value* printable = &value;
+  Value canonical;
+  if (NeedsJsonCanonicalForm(value)) {
+    canonical = value;
+    ToJsonCanonicalForm(&canonical);
+    printable = &canonical;
   }
   std::string out;
-  auto status = google::protobuf::util::MessageToJsonString(value, &out);
+  auto status = google::protobuf::util::MessageToJsonString(*printable, &out);
   if (!status.ok()) return "null";
   return out;
 }

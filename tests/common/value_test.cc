@@ -1,5 +1,7 @@
 #include "plugd/common/value.h"
 
+#include <cmath>
+#include <limits>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -65,6 +67,37 @@ TEST(FormatValue, ReadableForPeople) {
   EXPECT_EQ(FormatValue(NullValue()), "null");
   EXPECT_EQ(FormatValue(ParseArgument("[1,\"a\"]")), "[1,\"a\"]");
   EXPECT_EQ(FormatValue(Value()), "null");
+}
+
+TEST(ValueToJson, WhatJsonCannotCarryGetsItsNearestFormAtAnyDepth) {
+  // Found by the fuzzer: a nested -0 printed as "-0", which protobuf's
+  // parser reads back as 0, so the JSON was not a fixed point.
+  Value nested = ParseArgument("{\"k\":{\"n\":-0.0}}");
+  ASSERT_TRUE(std::signbit(nested.struct_value()
+                               .fields()
+                               .at("k")
+                               .struct_value()
+                               .fields()
+                               .at("n")
+                               .number_value()));
+  EXPECT_EQ(ValueToJson(nested), "{\"k\":{\"n\":0}}");
+  EXPECT_EQ(ValueToJson(ParseArgument(ValueToJson(nested))),
+            ValueToJson(nested));
+  EXPECT_EQ(ValueToJson(NumberValue(-0.0)), "0");
+
+  // A plugin may answer NaN or a Value with no kind inside a list; the rest
+  // of the answer still prints.
+  Value list;
+  *list.mutable_list_value()->add_values() = NumberValue(1);
+  *list.mutable_list_value()->add_values() =
+      NumberValue(std::numeric_limits<double>::quiet_NaN());
+  list.mutable_list_value()->add_values();  // kind not set
+  *list.mutable_list_value()->add_values() =
+      NumberValue(-std::numeric_limits<double>::infinity());
+  EXPECT_EQ(ValueToJson(list), "[1,null,null,null]");
+  EXPECT_EQ(ValueToJson(NumberValue(std::numeric_limits<double>::infinity())),
+            "null");
+  EXPECT_EQ(ValueToJson(Value()), "null");
 }
 
 TEST(ValueToNumber, AcceptsNumbersAndNumericStrings) {
