@@ -159,17 +159,6 @@ void WatchHandle::Cancel() {
   if (watch != nullptr) watch->Cancel();
 }
 
-std::shared_ptr<grpc::Channel> HealthChannel(const std::string& target) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  // Health messages are tiny; BDP pings after each answer woke gRPC's timer
-  // threads: with 200 idle plugins, 1271 -> 382 wake-ups/s without them.
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  SetLocalReconnectArguments(&args);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   args);
-}
-
 // Holds a stopped or failed plugin's socket so that callers, waiting for the
 // plugin with wait-for-ready, fail fast with a message that says why instead
 // of waiting out their deadline. Any call gets UNAVAILABLE.
@@ -667,7 +656,9 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       BeginStop(e);
       return;
     }
-    e.health_channel = HealthChannel(e.process->handshake().GrpcTarget());
+    // The launcher's connection, kept from its connect check (one per
+    // plugin; see PluginProcess::channel()).
+    e.health_channel = e.process->channel();
     e.unanswered_since = absl::InfiniteFuture();
     e.next_health_check = absl::Now() + e.spec.health_interval;
     e.health_check_in_flight = false;

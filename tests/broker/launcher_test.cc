@@ -149,6 +149,30 @@ TEST_F(LauncherTest, GoodPluginHandshakesAndServes) {
   EXPECT_TRUE(has(absl::StrCat("PLUGD_MAGIC_COOKIE=", kMagicCookieValue)));
 }
 
+// The connect check's connection is kept as channel(), which the supervisor
+// uses for everything it asks the plugin (DaemonTest.
+// BrokerHoldsOneConnectionPerPlugin counts the connections).
+TEST_F(LauncherTest, TheConnectCheckConnectionIsKeptAsTheBrokersChannel) {
+  auto plugin = Launch(Options("ok"));
+  ASSERT_TRUE(plugin.ok()) << plugin.status();
+  PluginProcess& p = **plugin;
+  std::shared_ptr<grpc::Channel> channel = p.channel();
+  ASSERT_NE(channel, nullptr);
+  EXPECT_EQ(channel, p.channel());  // the same channel every time
+  EXPECT_EQ(channel->GetState(/*try_to_connect=*/false), GRPC_CHANNEL_READY);
+
+  auto stub = v1::Control::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kHangGuard));
+  v1::DescribeResponse describe;
+  grpc::Status status = stub->Describe(&context, {}, &describe);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(describe.pid(), p.pid());
+
+  // Stop's Control.Shutdown goes over it too.
+  EXPECT_TRUE(p.Stop().success());
+}
+
 TEST_F(LauncherTest, NoHostDescriptorLeaksIntoThePlugin) {
   std::string marker = dir_ + "/leak-marker";
   int fd = ::open(marker.c_str(), O_CREAT | O_RDWR, 0600);  // no O_CLOEXEC

@@ -551,6 +551,25 @@ TEST_F(DaemonTest, NotServingPluginIsRestarted) {
             << absl::FormatDuration(took) << "\n";
 }
 
+// The broker holds one connection to each plugin: the launcher's connect
+// check is kept for the health watch, Describe and Control.Shutdown (it
+// used to hold a second one for its health checks; ~37 KiB of broker memory
+// and a server-side connection in the plugin, per plugin).
+TEST_F(DaemonTest, BrokerHoldsOneConnectionPerPlugin) {
+  StartDaemon(PluginYaml("one", {Sdk()}, {"unhealthy_timeout: 60s"}));
+  ReadyPid("one");
+  // The plugin reports NOT_SERVING on the broker's health watch: once the
+  // broker says unhealthy, its health connection is certainly up.
+  CommandResult call = Ctl({"call", "one", "set_serving", "false"});
+  ASSERT_EQ(call.exit_code, 0) << call.err;
+  ASSERT_TRUE(events_->WaitFor("one", v1::EVENT_TYPE_UNHEALTHY).has_value());
+  const std::string address = Status("one").address();
+  ASSERT_TRUE(absl::StartsWith(address, "unix:")) << address;
+  // The broker's own connection, and the admin API's, which forwarded the
+  // call (cached per plugin address, made on the first call only).
+  EXPECT_EQ(AcceptedUnixConnections(address.substr(5)), 2);
+}
+
 // 4. A plugin ignoring SIGTERM is SIGKILLed after stop_timeout.
 TEST_F(DaemonTest, StopEscalatesToSigkill) {
   StartDaemon(PluginYaml("stubborn",

@@ -88,6 +88,21 @@ bool PidAlive(pid_t pid) {
   return stat && stat->state != 'Z' && stat->state != 'X';
 }
 
+int AcceptedUnixConnections(const std::string& path) {
+  std::ifstream table("/proc/net/unix");
+  std::string line;
+  std::getline(table, line);  // the header
+  int count = 0;
+  while (std::getline(table, line)) {
+    // Num RefCount Protocol Flags Type St Inode Path; St 03 is connected,
+    // and only the accepting end of a connection has the path.
+    std::vector<std::string> fields =
+        absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (fields.size() >= 8 && fields[5] == "03" && fields[7] == path) ++count;
+  }
+  return count;
+}
+
 bool WaitForPidGone(pid_t pid, absl::Duration timeout) {
   int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (fd < 0) return errno == ESRCH;

@@ -22,6 +22,10 @@ bool WaitForPidGone(pid_t pid, absl::Duration timeout);
 // True while `pid` exists and is not a zombie.
 bool PidAlive(pid_t pid);
 
+// Connections accepted on the Unix socket bound at `path` and still open,
+// from /proc/net/unix (an accepted socket carries its listener's path).
+int AcceptedUnixConnections(const std::string& path);
+
 struct CommandResult {
   int exit_code = -1;  // -1: killed by a signal or timed out
   std::string out;

@@ -37,6 +37,10 @@
 #include "plugd/common/exec_policy.h"
 #include "plugd/common/protocol.h"
 
+namespace grpc {
+class Channel;
+}  // namespace grpc
+
 namespace plugd::broker {
 
 // How a process ended: an exit code or a signal, never confused (Boost's
@@ -252,6 +256,13 @@ class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
   // the address the plugin announced (for go-plugin plugins, the socket it
   // chose; options().socket_path is a symlink to it).
   const Handshake& handshake() const;
+  // The broker's connection to this instance, opened by Launch's connect
+  // check and kept: one connection per plugin for everything the broker
+  // asks it (health checks and watch, Describe, Control.Shutdown), so a
+  // broker of many plugins does not hold two per plugin. Private subchannel,
+  // plugd's fast reconnect settings, no BDP pings, options().
+  // max_message_bytes as the message limits.
+  std::shared_ptr<grpc::Channel> channel() const;
   // The plugin's output: every line captured after the handshake.
   OutputCapture& output();
 
