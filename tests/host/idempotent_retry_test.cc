@@ -6,6 +6,8 @@
 // --mode=die-in-list-functions) SIGKILLs itself inside ListFunctions as many
 // times as its deaths file says, so every attempt dies on a live instance:
 // deterministic, no timing involved.
+#include "idempotent_retry.h"
+
 #include <grpcpp/completion_queue.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -145,6 +147,27 @@ TEST_F(IdempotentRetryTest, StoppedPluginFailsFastNamingIt) {
   EXPECT_NE(status.error_message().find("plugin dier is stopped"),
             std::string::npos)
       << status.error_message();
+}
+
+// A call that dies more often than the interceptor's rounds allow (20, each
+// up to gRPC's 5 attempts) ends UNAVAILABLE, and its status says which
+// plugin and what happened to it, as a call not taken over would: the
+// interceptor that took it over rewrote it (no separate status interceptor
+// runs on such a call).
+TEST_F(IdempotentRetryTest, CallOutlivingTheRoundsFailsNamingThePlugin) {
+  SetDeaths(1000);
+  v1::ListFunctionsResponse response;
+  grpc::Status status = ListFunctions(&response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message().rfind("plugin dier", 0), 0u)
+      << status.error_message();
+  EXPECT_NE(status.error_message().find("; the call failed: "),
+            std::string::npos)
+      << status.error_message();
+  const int deaths = 1000 - DeathsLeft();
+  EXPECT_GT(deaths, 5) << "not taken over";
+  EXPECT_LE(deaths, kMaxRetryRounds * 5) << "more rounds than allowed";
+  SetDeaths(0);
 }
 
 TEST_F(IdempotentRetryTest, CallbackCallLivesThroughMoreDeathsThanAttempts) {
