@@ -42,7 +42,7 @@
 // - Must be the last interceptor of the channel: the rounds go through the
 //   interceptors after it, and the ones before see one call.
 // - Taking a call over costs a second call object and a hop through gRPC's
-//   callback threads (about 16,000 instructions on the host side of a 64 B
+//   callback threads (16,000-20,000 instructions on the host side of a 64 B
 //   call: plugd-bench's callgrind scenario, docs/benchmarks.md). With a
 //   RetryWindow (RetryMode::kWhileUnstable), only calls started while it
 //   is open are taken over; the host library opens it for a while each time

@@ -152,8 +152,8 @@ TEST_F(IdempotentRetryTest, StoppedPluginFailsFastNamingIt) {
 // A call that dies more often than the interceptor's rounds allow (20, each
 // up to gRPC's 5 attempts) ends UNAVAILABLE, and its status says which
 // plugin and what happened to it, as a call not taken over would: the
-// interceptor that took it over rewrote it (no separate status interceptor
-// runs on such a call).
+// status interceptor, before the retry interceptor, sees the final status
+// of the call taken over.
 TEST_F(IdempotentRetryTest, CallOutlivingTheRoundsFailsNamingThePlugin) {
   SetDeaths(1000);
   v1::ListFunctionsResponse response;

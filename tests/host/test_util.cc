@@ -88,7 +88,9 @@ bool PidAlive(pid_t pid) {
   return stat && stat->state != 'Z' && stat->state != 'X';
 }
 
-int AcceptedUnixConnections(const std::string& path) {
+namespace {
+
+int CountAcceptedUnixConnections(const std::string& path) {
   std::ifstream table("/proc/net/unix");
   std::string line;
   std::getline(table, line);  // the header
@@ -99,6 +101,21 @@ int AcceptedUnixConnections(const std::string& path) {
     std::vector<std::string> fields =
         absl::StrSplit(line, ' ', absl::SkipEmpty());
     if (fields.size() >= 8 && fields[5] == "03" && fields[7] == path) ++count;
+  }
+  return count;
+}
+
+}  // namespace
+
+int AcceptedUnixConnections(const std::string& path) {
+  // The table is read in several read()s; sockets opened or closed by other
+  // processes meanwhile can make an entry be skipped or seen twice. Two
+  // readings in a row that agree are taken as the answer.
+  int count = CountAcceptedUnixConnections(path);
+  for (int i = 0; i < 10; ++i) {
+    const int again = CountAcceptedUnixConnections(path);
+    if (again == count) break;
+    count = again;
   }
   return count;
 }

@@ -260,8 +260,9 @@ class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
   // check and kept: one connection per plugin for everything the broker
   // asks it (health checks and watch, Describe, Control.Shutdown), so a
   // broker of many plugins does not hold two per plugin. Private subchannel,
-  // plugd's fast reconnect settings, no BDP pings, options().
-  // max_message_bytes as the message limits.
+  // plugd's fast reconnect settings, no BDP pings, gRPC's retries off (not
+  // even transparent ones), options().max_message_bytes as the message
+  // limits: a channel for the broker's own calls, not for applications.
   std::shared_ptr<grpc::Channel> channel() const;
   // The plugin's output: every line captured after the handshake.
   OutputCapture& output();
