@@ -49,35 +49,11 @@ std::string Shorten(absl::string_view s) {
   return absl::StrCat(s.substr(0, kMax), "...");
 }
 
-// Whether printing `value` as JSON needs a number changed first: JSON has no
-// NaN or infinity (protobuf's printer refuses the whole message), and
-// protobuf's parser reads a nested "-0" as the integer 0, so "-0" would not
-// survive a round trip; a Value with no kind set (possible on the wire) makes
-// the printer fail too.
-bool NeedsJsonCanonicalForm(const Value& value) {
-  switch (value.kind_case()) {
-    case Value::KIND_NOT_SET:
-      return true;
-    case Value::kNumberValue: {
-      double d = value.number_value();
-      return !std::isfinite(d) || (d == 0 && std::signbit(d));
-    }
-    case Value::kListValue:
-      for (const Value& v : value.list_value().values()) {
-        if (NeedsJsonCanonicalForm(v)) return true;
-      }
-      return false;
-    case Value::kStructValue:
-      for (const auto& [key, v] : value.struct_value().fields()) {
-        if (NeedsJsonCanonicalForm(v)) return true;
-      }
-      return false;
-    default:
-      return false;
-  }
-}
-
-// Non-finite numbers and unset Values become null, -0 becomes 0, at any depth.
+// `value` in the form its JSON survives a round trip in, at any depth: JSON
+// has no NaN or infinity and protobuf's printer refuses a message holding
+// one, or holding a Value with no kind set (possible on the wire), so those
+// become null; protobuf's parser reads a nested "-0" as the integer 0, so -0
+// becomes 0.
 void ToJsonCanonicalForm(Value* value) {
   switch (value->kind_case()) {
     case Value::KIND_NOT_SET:
@@ -130,16 +106,12 @@ Value ParseArgument(absl::string_view text) {
 }
 
 std::string ValueToJson(const Value& value) {
-  if (value.kind_case() == Value::KIND_NOT_SET) return "null";
-  const Value* printable = &value;
-  Value canonical;
-  if (NeedsJsonCanonicalForm(value)) {
-    canonical = value;
-    ToJsonCanonicalForm(&canonical);
-    printable = &canonical;
-  }
+  // A copy: cheap next to the JSON printer, and only people read the result
+  // (plugctl, calc, error messages).
+  Value canonical = value;
+  ToJsonCanonicalForm(&canonical);
   std::string out;
-  auto status = google::protobuf::util::MessageToJsonString(*printable, &out);
+  auto status = google::protobuf::util::MessageToJsonString(canonical, &out);
   if (!status.ok()) return "null";
   return out;
 }
