@@ -44,7 +44,8 @@ absl::Status Survivors(pid_t pgid, const std::vector<pid_t>& pids) {
 // kill(-pgid, 0) fails with ESRCH once no process (zombies included) is in
 // the group. Scanning /proc instead takes ~1 ms with a few hundred
 // processes, and a plugin's exit event waits for it. False means "maybe
-// not": members, zombies, or no permission to ask (EPERM); the scan decides.
+// not": members, zombies, or no permission to ask (EPERM); ListProcessGroup
+// then scans.
 bool GroupIsEmpty(pid_t pgid) {
   return ::kill(-pgid, 0) != 0 && errno == ESRCH;
 }
@@ -60,7 +61,6 @@ class GroupKiller : public std::enable_shared_from_this<GroupKiller> {
         timer_(context) {}
 
   void Round() {
-    if (GroupIsEmpty(pgid_)) return Finish(absl::OkStatus());
     std::vector<pid_t> members = ListProcessGroup(pgid_);
     if (members.empty()) return Finish(absl::OkStatus());
     if (round_ >= kMaxRounds || absl::Now() >= deadline_) {
@@ -169,6 +169,7 @@ std::optional<ProcStat> ReadProcStat(pid_t pid) {
 
 std::vector<pid_t> ListProcessGroup(pid_t pgid) {
   std::vector<pid_t> members;
+  if (GroupIsEmpty(pgid)) return members;
   DIR* dir = ::opendir("/proc");
   if (dir == nullptr) return members;
   while (struct dirent* entry = ::readdir(dir)) {
@@ -214,7 +215,6 @@ absl::Status KillProcessGroup(pid_t pgid, absl::Duration timeout) {
   }
   const absl::Time deadline = absl::Now() + timeout;
   for (int round = 0;; ++round) {
-    if (internal::GroupIsEmpty(pgid)) return absl::OkStatus();
     std::vector<pid_t> members = internal::ListProcessGroup(pgid);
     if (members.empty()) return absl::OkStatus();
     if (round >= internal::kMaxRounds || absl::Now() >= deadline) {

@@ -13,7 +13,9 @@
 
 namespace plugd::broker::internal {
 
-// The live (not zombie) processes whose process group is `pgid`, from /proc.
+// The live (not zombie) processes whose process group is `pgid`, from /proc;
+// empty at once, without reading /proc, when kill(-pgid, 0) says the group
+// has no process at all.
 std::vector<pid_t> ListProcessGroup(pid_t pgid);
 
 // pidfd_open(2); -1 with errno on failure.
