@@ -294,8 +294,9 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     PluginState state = v1::PLUGIN_STATE_STOPPED;
     bool want_running = false;
     uint64_t generation = 0;  // one per start attempt
+    // Its channel() is the broker's one connection to the instance: health
+    // watch and checks, the version fetch.
     std::shared_ptr<PluginProcess> process;
-    std::shared_ptr<grpc::Channel> health_channel;
     std::shared_ptr<WatchHandle> watch;
     std::shared_ptr<OutputCapture> logs;
     std::unique_ptr<boost::asio::steady_timer> backoff_timer;
@@ -656,9 +657,6 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       BeginStop(e);
       return;
     }
-    // The launcher's connection, kept from its connect check (one per
-    // plugin; see PluginProcess::channel()).
-    e.health_channel = e.process->channel();
     e.unanswered_since = absl::InfiniteFuture();
     e.next_health_check = absl::Now() + e.spec.health_interval;
     e.health_check_in_flight = false;
@@ -680,7 +678,6 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     e.last_exit = status;
     if (e.watch) e.watch->Cancel();
     e.watch.reset();
-    e.health_channel.reset();
     e.unhealthy_timer->cancel();
     std::string why;
     // Not when the broker killed it (a stop, a liveness or health restart):
@@ -790,7 +787,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     const uint64_t generation = e.generation;
     std::weak_ptr<Impl> weak = shared_from_this();
     e.watch = HealthWatch::Start(
-        e.health_channel, e.spec.launch.health_service(), gate_,
+        e.process->channel(), e.spec.launch.health_service(), gate_,
         [weak, name, generation](HealthCheckResponse::ServingStatus status) {
           if (auto self = weak.lock()) {
             self->OnHealth(name, generation, status, /*from_watch=*/true);
@@ -937,7 +934,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     };
     auto call = std::make_shared<Call>();
     call->request.set_service(e.spec.launch.health_service());
-    call->stub = Health::NewStub(e.health_channel);
+    call->stub = Health::NewStub(e.process->channel());
     e.health_check_in_flight = true;
     const absl::Time now = absl::Now();
     if (e.unanswered_since == absl::InfiniteFuture()) e.unanswered_since = now;
@@ -974,7 +971,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       std::unique_ptr<v1::Control::Stub> stub;
     };
     auto call = std::make_shared<Call>();
-    call->stub = v1::Control::NewStub(e.health_channel);
+    call->stub = v1::Control::NewStub(e.process->channel());
     call->context.set_deadline(
         absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
     const std::string name = e.spec.launch.name;
