@@ -31,6 +31,7 @@ for t in "${targets[@]}"; do
     exit 2
   fi
   mkdir -p "$work/corpus/$t" "$work/artifacts"
+  started=$(mktemp)
   echo "fuzz: $t for ${seconds}s (corpus $work/corpus/$t)"
   if ! "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
       -max_len=16384 -print_final_stats=1 \
@@ -39,8 +40,8 @@ for t in "${targets[@]}"; do
       2>"$work/$t.log"; then
     failed=1
     tail -n 60 "$work/$t.log" >&2
-    for a in "$work/artifacts/$t-"*; do
-      [ -e "$a" ] || continue
+    # This run's failing inputs only; earlier ones stay for reference.
+    find "$work/artifacts" -name "$t-*" -newer "$started" | while read -r a; do
       echo "fuzz: $t failed on $a" >&2
       echo "  reproduce: $fuzzer $a" >&2
       echo "  keep it as a regression test: cp $a $src/fuzz/regressions/$t/" >&2
@@ -49,5 +50,6 @@ for t in "${targets[@]}"; do
     grep -E "^(stat::number_of_executed_units|stat::new_units_added|Done)" \
       "$work/$t.log" | sed "s/^/fuzz: $t: /"
   fi
+  rm -f "$started"
 done
 exit $failed

@@ -4,11 +4,13 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "plugd/common/json.h"
 
 namespace plugd {
 namespace {
@@ -50,8 +52,9 @@ std::string Shorten(absl::string_view s) {
 }
 
 // `value` in the form its JSON survives a round trip in, at any depth: JSON
-// has no NaN or infinity and protobuf's printer refuses a message holding
-// one, or holding a Value with no kind set (possible on the wire), so those
+// has no NaN or infinity (protobuf's printer writes them as the strings
+// "NaN" and "Infinity", which read back as strings) and protobuf's printer
+// drops a Value with no kind set (possible on the wire) from a list, so those
 // become null; protobuf's parser reads a nested "-0" as the integer 0, so -0
 // becomes 0.
 void ToJsonCanonicalForm(Value* value) {
@@ -110,10 +113,10 @@ std::string ValueToJson(const Value& value) {
   // (plugctl, calc, error messages).
   Value canonical = value;
   ToJsonCanonicalForm(&canonical);
-  std::string out;
-  auto status = google::protobuf::util::MessageToJsonString(canonical, &out);
-  if (!status.ok()) return "null";
-  return out;
+  absl::StatusOr<std::string> out =
+      MessageToJson(canonical, google::protobuf::util::JsonPrintOptions());
+  if (!out.ok()) return "null";
+  return *std::move(out);
 }
 
 std::string FormatValue(const Value& value) {

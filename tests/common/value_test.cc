@@ -3,7 +3,9 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -98,6 +100,37 @@ TEST(ValueToJson, WhatJsonCannotCarryGetsItsNearestFormAtAnyDepth) {
   EXPECT_EQ(ValueToJson(NumberValue(std::numeric_limits<double>::infinity())),
             "null");
   EXPECT_EQ(ValueToJson(Value()), "null");
+}
+
+TEST(ValueToJson, ObjectKeysComeOutSortedWhateverTheMapOrder) {
+  // Found by the fuzzer: protobuf's printer walks a Struct's fields in hash
+  // order, seeded per map, so a Value and its re-parsed copy printed their
+  // keys in different orders. 20 keys make a lucky hash order negligible.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 20; ++i) keys.push_back(absl::StrCat("k", 100 + i));
+  Value forward;
+  Value backward;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    (*forward.mutable_struct_value()->mutable_fields())[keys[i]] =
+        NumberValue(static_cast<double>(i));
+    size_t j = keys.size() - 1 - i;
+    (*backward.mutable_struct_value()->mutable_fields())[keys[j]] =
+        NumberValue(static_cast<double>(j));
+  }
+  std::string expected = "{";
+  for (size_t i = 0; i < keys.size(); ++i) {
+    absl::StrAppend(&expected, i ? "," : "", "\"", keys[i], "\":", i);
+  }
+  expected += "}";
+  EXPECT_EQ(ValueToJson(forward), expected);
+  EXPECT_EQ(ValueToJson(backward), expected);
+  EXPECT_EQ(ValueToJson(ParseArgument(expected)), expected);
+
+  // Nested objects too, and keys that are not plain letters.
+  Value nested = ParseArgument(
+      "[1,{\"\\u0002\":[],\"}{=\":[{\"b\":[]},{\"a\":1,\"\":2}]}]");
+  EXPECT_EQ(ValueToJson(nested),
+            "[1,{\"\\u0002\":[],\"}{=\":[{\"b\":[]},{\"\":2,\"a\":1}]}]");
 }
 
 TEST(ValueToNumber, AcceptsNumbersAndNumericStrings) {

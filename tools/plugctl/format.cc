@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "plugd/common/json.h"
 
 namespace plugd::plugctl {
 namespace {
@@ -307,14 +308,12 @@ std::string ToJson(const google::protobuf::Message& message) {
   options.preserve_proto_field_names = true;
   options.always_print_primitive_fields = true;
   options.add_whitespace = false;
-  std::string out;
-  auto status =
-      google::protobuf::util::MessageToJsonString(message, &out, options);
-  if (!status.ok()) {
+  absl::StatusOr<std::string> out = MessageToJson(message, options);
+  if (!out.ok()) {
     // Only invalid data (e.g. an out-of-range timestamp) gets here.
     return absl::StrCat("{\"error\":\"cannot render as JSON\"}");
   }
-  return out;
+  return *std::move(out);
 }
 
 }  // namespace plugd::plugctl

@@ -33,10 +33,11 @@ google::protobuf::Value ParseArgument(absl::string_view text);
 // a string as-is, anything else as compact JSON.
 std::string FormatValue(const google::protobuf::Value& value);
 
-// Renders a Value as compact JSON (strings quoted). What JSON cannot carry is
-// put in its nearest JSON form at any depth: NaN, infinities and unset Values
-// print as null, -0 as 0. ParseArgument of the result gives a Value that
-// prints the same.
+// Renders a Value as compact JSON (strings quoted), object keys sorted, so
+// equal Values print the same text. What JSON cannot carry is put in its
+// nearest JSON form at any depth: NaN, infinities and unset Values print as
+// null, -0 as 0. ParseArgument of the result gives a Value that prints the
+// same.
 std::string ValueToJson(const google::protobuf::Value& value);
 
 // "number", "string", "bool", "null", "list", "struct" or "unset".
