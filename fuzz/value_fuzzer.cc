@@ -6,7 +6,9 @@
 // - ParseArgument never fails and always sets a kind;
 // - every renderer and typed accessor works on any Value;
 // - ValueToJson of a parsed argument parses back to a Value with the same
-//   JSON (JSON is a fixed point after one round).
+//   JSON (JSON is a fixed point after one round);
+// - a Value CheckUtf8 passes survives the wire: it serializes and parses
+//   back (what hosts, plugctl and the SDK rely on when they check first).
 #include <google/protobuf/struct.pb.h>
 
 #include <cstddef>
@@ -24,6 +26,10 @@ void Check(bool ok) {
 }
 
 void Exercise(const google::protobuf::Value& value) {
+  if (plugd::CheckUtf8(value, "argument 1").ok()) {
+    google::protobuf::Value back;
+    Check(back.ParseFromString(value.SerializeAsString()));
+  }
   plugd::FormatValue(value);
   plugd::DescribeValue(value);
   Check(!plugd::ValueKindName(value).empty());

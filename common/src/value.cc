@@ -1,12 +1,15 @@
 #include "plugd/common/value.h"
 
+#include <google/protobuf/stubs/common.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -86,7 +89,82 @@ void ToJsonCanonicalForm(Value* value) {
   }
 }
 
+// Where in a Value the first string that is not valid UTF-8 is, as a path
+// like `["k"][1]` (empty for the Value itself; `key ["k\xff"]` for a bad key),
+// and the offset of its first bad byte. Uses protobuf's own check, so what
+// passes here parses on the other side.
+struct Utf8Error {
+  std::string path;
+  size_t offset = 0;
+  unsigned char byte = 0;
+};
+
+std::optional<Utf8Error> FindBadUtf8String(absl::string_view s) {
+  int valid = google::protobuf::internal::UTF8SpnStructurallyValid(
+      google::protobuf::StringPiece(s.data(), s.size()));
+  if (static_cast<size_t>(valid) == s.size()) return std::nullopt;
+  Utf8Error error;
+  error.offset = static_cast<size_t>(valid);
+  error.byte = static_cast<unsigned char>(s[error.offset]);
+  return error;
+}
+
+std::string QuoteKey(absl::string_view key) {
+  return absl::StrCat("[\"", absl::CHexEscape(Shorten(key)), "\"]");
+}
+
+std::optional<Utf8Error> FindBadUtf8(const Value& value) {
+  switch (value.kind_case()) {
+    case Value::kStringValue:
+      return FindBadUtf8String(value.string_value());
+    case Value::kListValue: {
+      const auto& values = value.list_value().values();
+      for (int i = 0; i < values.size(); ++i) {
+        if (auto error = FindBadUtf8(values[i])) {
+          error->path = absl::StrCat("[", i, "]", error->path);
+          return error;
+        }
+      }
+      return std::nullopt;
+    }
+    case Value::kStructValue:
+      for (const auto& [key, v] : value.struct_value().fields()) {
+        if (auto error = FindBadUtf8String(key)) {
+          error->path = absl::StrCat("key ", QuoteKey(key));
+          return error;
+        }
+        if (auto error = FindBadUtf8(v)) {
+          error->path = absl::StrCat(QuoteKey(key), error->path);
+          return error;
+        }
+      }
+      return std::nullopt;
+    default:
+      return std::nullopt;
+  }
+}
+
+std::string Utf8Message(const Utf8Error& error, absl::string_view what) {
+  return absl::StrFormat(
+      "%s is not valid UTF-8 text (byte 0x%02x at offset %d%s%s)", what,
+      error.byte, error.offset, error.path.empty() ? "" : " of ", error.path);
+}
+
 }  // namespace
+
+absl::Status CheckUtf8(const Value& value, absl::string_view what) {
+  std::optional<Utf8Error> error = FindBadUtf8(value);
+  if (!error) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(Utf8Message(*error, what),
+                   "; Values carry text: encode binary data, e.g. as base64"));
+}
+
+absl::Status CheckUtf8(absl::string_view text, absl::string_view what) {
+  std::optional<Utf8Error> error = FindBadUtf8String(text);
+  if (!error) return absl::OkStatus();
+  return absl::InvalidArgumentError(Utf8Message(*error, what));
+}
 
 Value ParseArgument(absl::string_view text) {
   absl::string_view t = absl::StripAsciiWhitespace(text);

@@ -176,8 +176,13 @@ int Run(const Args& args) {
   auto result =
       found->first->Call(args.function, std::move(values), args.timeout);
   if (!result.ok()) {
-    std::cerr << "calc: " << args.function << ": " << result.status().message()
-              << "\n";
+    // Errors about the call itself already start with "FUNCTION: ".
+    absl::string_view message = result.status().message();
+    std::cerr << "calc: "
+              << (absl::StartsWith(message, args.function + ":")
+                      ? ""
+                      : args.function + ": ")
+              << message << "\n";
     return 1;
   }
   std::cout << plugd::FormatValue(*result) << "\n";

@@ -23,6 +23,7 @@
 #include "plugd/common/channel.h"
 #include "plugd/common/log.h"
 #include "plugd/common/status.h"
+#include "plugd/common/value.h"
 #include "plugd/v1/plugin.grpc.pb.h"
 
 namespace plugd::host {
@@ -399,6 +400,13 @@ absl::StatusOr<std::vector<v1::FunctionInfo>> Plugin::ListFunctions(
 absl::StatusOr<google::protobuf::Value> Plugin::Call(
     const std::string& function, std::vector<google::protobuf::Value> args,
     absl::Duration timeout) {
+  // protobuf sends a string that is not UTF-8 with an error logged, and the
+  // plugin fails to parse the request with nothing said of why.
+  PLUGD_RETURN_IF_ERROR(CheckUtf8(function, "the function name"));
+  for (size_t i = 0; i < args.size(); ++i) {
+    PLUGD_RETURN_IF_ERROR(
+        CheckUtf8(args[i], absl::StrCat(function, ": argument ", i + 1)));
+  }
   auto stub = v1::Functions::NewStub(channel_);
   grpc::ClientContext context;
   SetDeadline(&context, timeout);

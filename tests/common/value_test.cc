@@ -133,6 +133,53 @@ TEST(ValueToJson, ObjectKeysComeOutSortedWhateverTheMapOrder) {
             "[1,{\"\\u0002\":[],\"}{=\":[{\"b\":[]},{\"\":2,\"a\":1}]}]");
 }
 
+TEST(CheckUtf8, AcceptsTextInAnyScript) {
+  for (const char* text :
+       {"", "plain", "caf\xc3\xa9", "\xe2\x9c\x93", "\xf0\x9d\x84\x9e"}) {
+    EXPECT_TRUE(CheckUtf8(StringValue(text), "x").ok()) << text;
+  }
+  EXPECT_TRUE(
+      CheckUtf8(ParseArgument("[1,{\"k\\u00e9\":[\"\\u2713\"]}]"), "x").ok());
+  EXPECT_TRUE(CheckUtf8(NumberValue(1), "x").ok());
+}
+
+TEST(CheckUtf8, NamesWhereTheFirstBadByteIs) {
+  // What protobuf's parser refuses: a stray continuation byte, a truncated
+  // sequence, an overlong form, an encoded surrogate.
+  for (const char* text :
+       {"\x80", "caf\xc3", "\xc0\x80", "\xed\xa0\x80", "\xff"}) {
+    absl::Status status = CheckUtf8(StringValue(text), "argument 1");
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(status.message(),
+                HasSubstr("argument 1 is not valid UTF-8 text (byte 0x"))
+        << text;
+  }
+  EXPECT_EQ(CheckUtf8(StringValue("caf\xe9"), "argument 1").message(),
+            "argument 1 is not valid UTF-8 text (byte 0xe9 at offset 3); "
+            "Values carry text: encode binary data, e.g. as base64");
+
+  Value nested = ParseArgument("[1,{\"k\":[true,\"x\"]}]");
+  (*nested.mutable_list_value()
+        ->mutable_values(1)
+        ->mutable_struct_value()
+        ->mutable_fields())["k"]
+      .mutable_list_value()
+      ->mutable_values(1)
+      ->set_string_value("ab\xfe");
+  EXPECT_THAT(CheckUtf8(nested, "the result").message(),
+              HasSubstr("the result is not valid UTF-8 text (byte 0xfe at "
+                        "offset 2 of [1][\"k\"][1])"));
+
+  Value bad_key;
+  (*bad_key.mutable_struct_value()->mutable_fields())["k\xff"] = NumberValue(1);
+  EXPECT_THAT(CheckUtf8(bad_key, "argument 3").message(),
+              HasSubstr("(byte 0xff at offset 1 of key [\"k\\xff\"])"));
+
+  EXPECT_EQ(CheckUtf8(absl::string_view("a\xc3"), "NAME").message(),
+            "NAME is not valid UTF-8 text (byte 0xc3 at offset 1)");
+  EXPECT_TRUE(CheckUtf8(absl::string_view("caf\xc3\xa9"), "NAME").ok());
+}
+
 TEST(ValueToNumber, AcceptsNumbersAndNumericStrings) {
   EXPECT_EQ(*ValueToNumber(NumberValue(2.5), "x"), 2.5);
   EXPECT_EQ(*ValueToNumber(StringValue("7"), "x"), 7);

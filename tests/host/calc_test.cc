@@ -52,6 +52,24 @@ TEST(Calc, BadArgumentsExit1WithTheReason) {
   EXPECT_THAT(r.err, HasSubstr("division by zero"));
 }
 
+TEST(Calc, ErrorsNameTheFunctionOnce) {
+  // The plugin's message already starts with "sub: ".
+  CommandResult r = Calc({"sub", "1", "two"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "calc: sub: argument 2 (b) must be a number, got string \"two\"\n");
+}
+
+TEST(Calc, AnArgumentThatIsNotUtf8IsRefusedBeforeSending) {
+  CommandResult r = Calc({"add", "1", "caf\xe9"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "calc: add: argument 2 is not valid UTF-8 text (byte 0xe9 at "
+            "offset 3); Values carry text: encode binary data, e.g. as "
+            "base64\n");
+  EXPECT_EQ(r.out, "");
+}
+
 TEST(Calc, UsageErrorsExit2) {
   EXPECT_EQ(RunCommand({Bin("calc"), "add", "1"}).exit_code, 2);
   EXPECT_EQ(RunCommand({Bin("calc"), "--plugin"}).exit_code, 2);

@@ -102,6 +102,38 @@ TEST_F(HostTest, FunctionErrorsAreClear) {
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("add"));
 }
 
+TEST_F(HostTest, TextThatIsNotUtf8IsRefusedNamingWhereItIs) {
+  // protobuf would send it with an error logged and the other side would
+  // fail to parse it, saying nothing of why.
+  auto arith = MustLaunch("plugd-arith");
+  ASSERT_NE(arith, nullptr);
+  auto bad = arith->Call("add", {NumberValue(1), StringValue("\xff")});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()),
+              AllOf(HasSubstr("add: argument 2 is not valid UTF-8 text"),
+                    HasSubstr("byte 0xff at offset 0"), HasSubstr("base64")));
+  auto bad_name = arith->Call("a\xc3", {});
+  EXPECT_EQ(bad_name.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad_name.status().message()),
+              HasSubstr("the function name is not valid UTF-8 text"));
+  auto sum = arith->Call("add", {NumberValue(1), NumberValue(2)});
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->number_value(), 3);
+
+  // A function answering such a string: the SDK says so instead of sending
+  // a response the host cannot parse.
+  auto sdk = MustLaunch("plugd-test-sdk");
+  ASSERT_NE(sdk, nullptr);
+  auto answer = sdk->Call("not_utf8", {});
+  EXPECT_EQ(answer.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(answer.status().message()),
+              HasSubstr("not_utf8: the result is not valid UTF-8 text (byte "
+                        "0xe9 at offset 3 of [1])"));
+  auto echo = sdk->Call("echo", {StringValue("caf\xc3\xa9")});
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  EXPECT_EQ(echo->string_value(), "caf\xc3\xa9");
+}
+
 TEST_F(HostTest, DescribeReportsServicesAndFunctions) {
   auto random = MustLaunch("plugd-random");
   ASSERT_NE(random, nullptr);

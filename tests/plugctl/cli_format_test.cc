@@ -148,6 +148,16 @@ TEST(ParseCommandLineTest, UsageErrors) {
            {{"list", "--timeout", "never"}, "bad --timeout 'never'"},
            {{"list", "--broker"}, "flag --broker needs a value"},
            {{"list", "--json=yes"}, "flag --json takes no value"},
+           // The admin API's strings are UTF-8; say which one is not.
+           {{"restart", "a\xff"},
+            "NAME is not valid UTF-8 text (byte 0xff at offset 1)"},
+           {{"call", "p", "f\xc3"},
+            "FUNCTION is not valid UTF-8 text (byte 0xc3 at offset 1)"},
+           {{"call", "p", "f", "1", "\xfe"},
+            "argument 2 is not valid UTF-8 text (byte 0xfe at offset 0); "
+            "Values carry text"},
+           {{"events", "--plugin", "\x80"},
+            "--plugin is not valid UTF-8 text (byte 0x80 at offset 0)"},
        }) {
     ParseResult r = Parse(c.args);
     EXPECT_EQ(r.kind, ParseResult::Kind::kUsageError)

@@ -5,6 +5,7 @@
 //   spawn_grandchild   forks a child that stays in the process group,
 //                      ignores SIGTERM and sleeps forever; returns its pid
 //   pid                returns getpid()
+//   not_utf8           returns a list holding a string that is not UTF-8
 //   allocate MIB       allocates and touches MIB MiB in 1 MiB blocks; when an
 //                      allocation fails (RLIMIT_AS), prints "allocate: out of
 //                      memory after N MiB" and aborts, like a plugin whose
@@ -146,6 +147,18 @@ int main(int argc, char** argv) {
                           -> absl::StatusOr<google::protobuf::Value> {
                         return plugd::NumberValue(
                             static_cast<double>(getpid()));
+                      }});
+  plugin.AddFunction({.name = "not_utf8",
+                      .help = "not_utf8: answers a string that is not UTF-8",
+                      .params = {},
+                      .impl = [](const plugd::sdk::Args&)
+                          -> absl::StatusOr<google::protobuf::Value> {
+                        google::protobuf::Value list;
+                        *list.mutable_list_value()->add_values() =
+                            plugd::StringValue("ok");
+                        *list.mutable_list_value()->add_values() =
+                            plugd::StringValue("caf\xe9");
+                        return list;
                       }});
   plugin.AddFunction(
       {.name = "allocate",

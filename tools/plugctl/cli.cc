@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "plugd/common/value.h"
 
 namespace plugd::plugctl {
 namespace {
@@ -277,7 +278,11 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args,
       }
       command_flags.push_back("--history");
     } else if (name == "--plugin") {
-      if (auto v = value()) options.plugin_filter = *v;
+      if (auto v = value()) {
+        absl::Status utf8 = CheckUtf8(*v, "--plugin");
+        if (!utf8.ok()) fail(std::string(utf8.message()));
+        options.plugin_filter = *v;
+      }
       command_flags.push_back("--plugin");
     } else {
       fail(absl::StrCat("unknown flag ", name));
@@ -326,6 +331,16 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args,
     } else if (positional.size() > max_args) {
       fail(absl::StrCat("unexpected argument '", positional[max_args],
                         "' for '", CommandName(c), "'"));
+    }
+    // The admin API's strings must be UTF-8 (protobuf), so say which one
+    // is not here rather than have the broker fail to parse the request.
+    for (size_t i = 0; i < positional.size() && error.empty(); ++i) {
+      std::string what = i == 0   ? "NAME"
+                         : i == 1 ? "FUNCTION"
+                                  : absl::StrCat("argument ", i - 1);
+      absl::Status utf8 = i < 2 ? CheckUtf8(positional[i], what)
+                                : CheckUtf8(ParseArgument(positional[i]), what);
+      if (!utf8.ok()) fail(std::string(utf8.message()));
     }
     options.command = c;
     if (!positional.empty()) options.name = positional[0];

@@ -40,6 +40,19 @@ std::string FormatValue(const google::protobuf::Value& value);
 // same.
 std::string ValueToJson(const google::protobuf::Value& value);
 
+// OK if every string in `value`, struct keys included, is valid UTF-8.
+// Protobuf requires that of string fields: a Value holding other bytes is
+// sent with an error logged and then fails to parse on the receiving side,
+// so hosts, the SDK and plugctl check first. Otherwise INVALID_ARGUMENT
+// naming `what`, where, and the first bad byte:
+//   argument 2 is not valid UTF-8 text (byte 0xff at offset 3 of
+//   ["k"][1]); Values carry text: encode binary data, e.g. as base64
+absl::Status CheckUtf8(const google::protobuf::Value& value,
+                       absl::string_view what);
+// The same for one string (a function or plugin name), without the hint:
+//   the function name is not valid UTF-8 text (byte 0xff at offset 0)
+absl::Status CheckUtf8(absl::string_view text, absl::string_view what);
+
 // "number", "string", "bool", "null", "list", "struct" or "unset".
 absl::string_view ValueKindName(const google::protobuf::Value& value);
 

@@ -203,7 +203,17 @@ absl::StatusOr<Value> FunctionRegistry::Call(
   Args call_args(function.name, function.params,
                  absl::MakeConstSpan(args.data(), args.size()));
   try {
-    return function.impl(call_args);
+    absl::StatusOr<Value> result = function.impl(call_args);
+    if (result.ok()) {
+      // Sent as is, a non-UTF-8 string would fail to parse in the host with
+      // nothing said of which function made it.
+      absl::Status utf8 = CheckUtf8(*result, "the result");
+      if (!utf8.ok()) {
+        return absl::InternalError(
+            absl::StrCat(function.name, ": ", utf8.message()));
+      }
+    }
+    return result;
   } catch (const std::exception& e) {
     return absl::InternalError(
         absl::StrCat(function.name, ": threw an exception: ", e.what()));

@@ -245,7 +245,9 @@ class Plugin {
   absl::StatusOr<std::vector<v1::FunctionInfo>> ListFunctions(
       absl::Duration timeout = absl::Seconds(10));
   // plugd.v1.Functions/Call. NOT_FOUND for an unknown function (the message
-  // lists the plugin's functions), INVALID_ARGUMENT for bad arguments.
+  // lists the plugin's functions), INVALID_ARGUMENT for bad arguments,
+  // including, before anything is sent, a string that is not UTF-8
+  // ("add: argument 2 is not valid UTF-8 text (byte 0xff at offset 0)...").
   absl::StatusOr<google::protobuf::Value> Call(
       const std::string& function, std::vector<google::protobuf::Value> args,
       absl::Duration timeout = absl::Seconds(30));

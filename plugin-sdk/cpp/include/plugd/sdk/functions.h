@@ -169,7 +169,9 @@ class FunctionRegistry {
   //                     it offers: a, b, c`
   //   INVALID_ARGUMENT  wrong number of arguments: `random: expected 0 to 2
   //                     arguments (random [MIN [MAX]]), got 3`
-  //   INTERNAL          the function threw; the message has what() text
+  //   INTERNAL          the function threw; the message has what() text;
+  //                     or its result holds a string that is not UTF-8
+  //                     (`bytes: the result is not valid UTF-8 text ...`)
   //   anything else     the function's own status
   absl::StatusOr<google::protobuf::Value> Call(
       absl::string_view name,
