@@ -14,8 +14,10 @@ packages=(
   libboost1.81-dev libboost-filesystem1.81-dev
   # Config files, tests, benchmarks
   libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  # SHA-256 of pinned plugin executables (OpenSSL's libcrypto EVP)
-  libssl-dev
+  # SHA-256 of pinned plugin executables (OpenSSL's libcrypto EVP); its
+  # libssl.a/libcrypto.a and zlib's libz.a are what gRPC links statically
+  # (cmake/PlugdStaticGrpc.cmake)
+  libssl-dev zlib1g-dev
   clang-format
   # Fuzz targets (fuzz/): clang with libFuzzer and the sanitizer runtimes
   clang libclang-rt-14-dev
