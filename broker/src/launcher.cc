@@ -995,11 +995,9 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     }
   }
 
-  // Caller thread, after the handshake: connects to the announced address.
-  // The channel stays open as the broker's one connection to this instance
-  // (channel()): the supervisor's health checks and watch, the version
-  // fetch and Control.Shutdown all use it.
-  absl::Status CheckConnectable() {
+  // The broker's channel to the announced address: private subchannel, no
+  // BDP pings, no retries (PluginProcess::channel()).
+  std::shared_ptr<grpc::Channel> BrokerChannel() const {
     grpc::ChannelArguments args;
     // A private subchannel: a shared one may still be backing off from a
     // previous plugin at the same address.
@@ -1015,9 +1013,19 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
         options_.max_message_bytes, std::numeric_limits<int>::max())));
     args.SetMaxSendMessageSize(static_cast<int>(std::min<int64_t>(
         options_.max_message_bytes, std::numeric_limits<int>::max())));
-    std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-        handshake_.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
+    return grpc::CreateCustomChannel(handshake_.GrpcTarget(),
+                                     grpc::InsecureChannelCredentials(), args);
+  }
 
+  // Caller thread, after the handshake: connects to the announced address.
+  // The channel stays open as the broker's one connection to this instance
+  // (channel()): the supervisor's health checks and watch, the version
+  // fetch and Control.Shutdown all use it. options().make_channel, when
+  // set, makes it instead.
+  absl::Status CheckConnectable() {
+    std::shared_ptr<grpc::Channel> channel =
+        options_.make_channel ? options_.make_channel(handshake_.GrpcTarget())
+                              : BrokerChannel();
     absl::Duration remaining = std::max(
         started_ + options_.start_timeout - absl::Now(), kMinConnectDeadline);
     auto stub = grpc::health::v1::Health::NewStub(channel);

@@ -548,27 +548,35 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Launch(PluginOptions options) {
   if (options.supervision) {
     return LaunchSupervised(name, std::move(launch), options);
   }
+  // The launcher's connect check opens the connection on the channel the
+  // application will call on, so the first call finds it connected. The
+  // process it describes in errors exists once Launch returns.
+  auto process_ref = std::make_shared<std::weak_ptr<broker::PluginProcess>>();
+  launch.make_channel = [name, process_ref, max = options.max_message_bytes](
+                            const std::string& target) {
+    return MakeChannel(
+        name, target, max,
+        [name, process_ref]() -> std::string {
+          std::shared_ptr<broker::PluginProcess> p = process_ref->lock();
+          if (p == nullptr) return absl::StrCat("plugin ", name);
+          if (p->running()) p->WaitForExit(kExitNoticeWait);
+          std::string text = ProcessStateText(name, *p);
+          if (p->running())
+            absl::StrAppend(&text, " is running but did not answer");
+          return text;
+        },
+        "");
+  };
   PLUGD_ASSIGN_OR_RETURN(
       std::shared_ptr<broker::PluginProcess> process,
       broker::PluginProcess::Launch(loop_, std::move(launch)));
+  *process_ref = process;
   PLUGD_LOG(INFO) << "launched plugin " << name << " (pid " << process->pid()
                   << ") at " << process->handshake().GrpcTarget();
   std::shared_ptr<Plugin> plugin(new Plugin(name, process, nullptr, nullptr,
                                             process->handshake().GrpcTarget(),
                                             process->handshake().app_version));
-  std::weak_ptr<broker::PluginProcess> weak = process;
-  plugin->channel_ = MakeChannel(
-      name, plugin->target_, options.max_message_bytes,
-      [name, weak]() -> std::string {
-        std::shared_ptr<broker::PluginProcess> p = weak.lock();
-        if (p == nullptr) return absl::StrCat("plugin ", name);
-        if (p->running()) p->WaitForExit(kExitNoticeWait);
-        std::string text = ProcessStateText(name, *p);
-        if (p->running())
-          absl::StrAppend(&text, " is running but did not answer");
-        return text;
-      },
-      "");
+  plugin->channel_ = process->channel();
   absl::MutexLock lock(&mu_);
   plugins_.push_back(plugin);
   return plugin;

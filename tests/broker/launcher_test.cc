@@ -173,6 +173,25 @@ TEST_F(LauncherTest, TheConnectCheckConnectionIsKeptAsTheBrokersChannel) {
   EXPECT_TRUE(p.Stop().success());
 }
 
+TEST_F(LauncherTest, MakeChannelMakesTheConnectCheckChannelAndItIsKept) {
+  LaunchOptions options = Options("ok");
+  std::vector<std::string> targets;
+  std::shared_ptr<grpc::Channel> made;
+  options.make_channel = [&](const std::string& target) {
+    targets.push_back(target);
+    made = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    return made;
+  };
+  auto plugin = Launch(std::move(options));
+  ASSERT_TRUE(plugin.ok()) << plugin.status();
+  PluginProcess& p = **plugin;
+  ASSERT_EQ(targets.size(), 1u);
+  EXPECT_EQ(targets[0], p.handshake().GrpcTarget());
+  EXPECT_EQ(p.channel(), made);
+  EXPECT_EQ(made->GetState(/*try_to_connect=*/false), GRPC_CHANNEL_READY);
+  EXPECT_TRUE(p.Stop().success());  // Control.Shutdown over it
+}
+
 TEST_F(LauncherTest, NoHostDescriptorLeaksIntoThePlugin) {
   std::string marker = dir_ + "/leak-marker";
   int fd = ::open(marker.c_str(), O_CREAT | O_RDWR, 0600);  // no O_CLOEXEC

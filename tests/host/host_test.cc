@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -76,6 +77,28 @@ TEST_F(HostTest, CallsFunctionsByName) {
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_EQ(found->first, arith);
   EXPECT_EQ(found->second.name(), "div");
+}
+
+TEST_F(HostTest, LaunchReturnsTheCallChannelConnectedOnItsOnlyConnection) {
+  // The launcher's connect check is made on the channel the application
+  // calls on: no second connection is opened by the first call.
+  auto arith = MustLaunch("plugd-arith");
+  ASSERT_NE(arith, nullptr);
+  EXPECT_EQ(arith->channel()->GetState(/*try_to_connect=*/false),
+            GRPC_CHANNEL_READY);
+  auto sum = arith->Call("add", {NumberValue(2), NumberValue(3)});
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->number_value(), 5);
+  const std::string target = arith->target();
+  ASSERT_TRUE(absl::StartsWith(target, "unix:")) << target;
+  EXPECT_EQ(::plugd::testing::AcceptedUnixConnections(target.substr(5)), 1);
+
+  // Stop goes through it too, and errors still name the plugin.
+  ASSERT_TRUE(arith->Stop().ok());
+  auto after =
+      arith->Call("add", {NumberValue(1), NumberValue(1)}, absl::Seconds(5));
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(after.status().message()), HasSubstr("plugin arith"));
 }
 
 TEST_F(HostTest, FunctionErrorsAreClear) {
