@@ -43,6 +43,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "plugd/broker/proc_stat.h"
 #include "plugd/host/host.h"
 #include "plugd/v1/broker.grpc.pb.h"
 #include "plugd/v1/broker.pb.h"
@@ -103,9 +104,7 @@ std::vector<pid_t> ChildrenOf(pid_t parent) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     int pid = 0;
     if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
-    std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-    std::string text((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
+    std::string text = broker::internal::ReadProcFile(pid, "stat").value_or("");
     size_t close = text.rfind(')');
     if (close == std::string::npos) continue;
     std::vector<std::string> f = absl::StrSplit(text.substr(close + 2), ' ');
@@ -1196,9 +1195,9 @@ std::string PinOf(const std::string& path) {
 }
 
 std::string EnvironOf(int64_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/environ"));
-  std::string text((std::istreambuf_iterator<char>(in)),
-                   std::istreambuf_iterator<char>());
+  std::string text =
+      broker::internal::ReadProcFile(static_cast<pid_t>(pid), "environ")
+          .value_or("");
   std::replace(text.begin(), text.end(), '\0', '\n');
   return text;
 }

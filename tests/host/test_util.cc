@@ -64,9 +64,8 @@ class NoLeftoversEnvironment : public ::testing::Environment {
       std::optional<ProcStat> stat = ReadProcStat(pid);
       if (!stat) continue;
       if (stat->ppid == getpid() && stat->state != 'Z') {
-        std::ifstream cmd(absl::StrCat("/proc/", pid, "/cmdline"));
-        std::string line((std::istreambuf_iterator<char>(cmd)),
-                         std::istreambuf_iterator<char>());
+        std::string line =
+            broker::internal::ReadProcFile(pid, "cmdline").value_or("");
         std::replace(line.begin(), line.end(), '\0', ' ');
         alive.push_back(absl::StrCat(pid, " ", line));
         kill(pid, SIGKILL);

@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -23,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "plugd/broker/proc_stat.h"
 
 extern char** environ;
 
@@ -406,9 +406,9 @@ namespace {
 // /proc/PID/stat: "PID (COMM) STATE PPID PGRP SESSION ...". COMM may hold
 // spaces and parentheses; the fields after the last ')' do not.
 bool ReadStat(pid_t pid, ProcessInfo* info, std::string* comm) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(in)),
-                   std::istreambuf_iterator<char>());
+  std::optional<std::string> read = broker::internal::ReadProcFile(pid, "stat");
+  if (!read) return false;  // gone meanwhile
+  const std::string& text = *read;
   const size_t open = text.find('(');
   const size_t close = text.rfind(')');
   if (open == std::string::npos || close == std::string::npos || close < open) {
@@ -422,9 +422,8 @@ bool ReadStat(pid_t pid, ProcessInfo* info, std::string* comm) {
 }
 
 std::string ReadCommand(pid_t pid, const std::string& comm) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"));
-  std::string text((std::istreambuf_iterator<char>(in)),
-                   std::istreambuf_iterator<char>());
+  std::string text =
+      broker::internal::ReadProcFile(pid, "cmdline").value_or(std::string());
   for (char& c : text) {
     if (c == '\0') c = ' ';
   }

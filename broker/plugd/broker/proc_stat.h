@@ -7,6 +7,9 @@
 #include <sys/types.h>
 
 #include <optional>
+#include <string>
+
+#include "absl/strings/string_view.h"
 
 namespace plugd::broker::internal {
 
@@ -18,6 +21,13 @@ struct ProcStat {
 
 // Empty when the process is gone or its stat cannot be read.
 std::optional<ProcStat> ReadProcStat(pid_t pid);
+
+// The whole of /proc/<pid>/<name> ("stat", "cmdline", "environ"); empty
+// when the process is gone or the file cannot be read. Plain read(2): a
+// process that exits between the open and the read makes read fail with
+// ESRCH, which std::filebuf reports by throwing from underflow, past an
+// istreambuf_iterator's reader.
+std::optional<std::string> ReadProcFile(pid_t pid, absl::string_view name);
 
 }  // namespace plugd::broker::internal
 
