@@ -24,6 +24,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "plugd/broker/proc_stat.h"
 
 extern char** environ;
 
@@ -231,9 +232,9 @@ absl::StatusOr<ProcUsage> ReadProcUsage(pid_t pid) {
   ProcUsage usage;
   const std::string base = absl::StrCat("/proc/", pid);
   {
-    std::ifstream stat(base + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)),
-                     std::istreambuf_iterator<char>());
+    // read(2): a process exiting under an ifstream read would throw.
+    std::string text =
+        broker::internal::ReadProcFile(pid, "stat").value_or(std::string());
     size_t close = text.rfind(')');
     if (close == std::string::npos) {
       return absl::NotFoundError(absl::StrCat("no process ", pid));

@@ -13,9 +13,14 @@
 # tests) then links the code it uses into itself. Measured figures are in
 # docs/performance-notes.md.
 #
-# OpenSSL, zlib, libstdc++ and glibc stay shared. plugd's own libraries are
-# static archives either way; an out-of-tree build with
-# find_package(plugd) links whatever gRPC its own project chooses.
+# OpenSSL, zlib and yaml-cpp are switched the same way, Boost.Filesystem is
+# found static (Boost_USE_STATIC_LIBS, top-level CMakeLists.txt), and then
+# libstdc++ and libgcc are linked statically too: glibc, libm and the loader
+# are all that stays shared. A C++ shared library left on a link line would
+# bring a second libstdc++ into the process, so configuring fails if one
+# does. plugd's own libraries are static archives either way; an
+# out-of-tree build with find_package(plugd) links whatever gRPC its own
+# project chooses.
 #
 #   plugd_static_grpc()   call once, after the find_package calls, from the
 #                         top-level CMakeLists.txt.
@@ -87,7 +92,14 @@ function(plugd_static_grpc)
       INTERFACE_LINK_LIBRARIES ${CMAKE_DL_LIBS} Threads::Threads)
   endif()
   # With every C++ library static, libstdc++ and libgcc can be too: no C++
-  # shared object is left to share them with.
+  # shared object is left to share them with. Boost.Filesystem must have
+  # been found static as well.
+  if(TARGET Boost::filesystem)
+    get_target_property(boost_fs_type Boost::filesystem TYPE)
+    if(NOT boost_fs_type STREQUAL "STATIC_LIBRARY")
+      list(APPEND missing "Boost::filesystem (${boost_fs_type})")
+    endif()
+  endif()
   add_link_options(-static-libstdc++ -static-libgcc)
   if(missing)
     message(FATAL_ERROR
@@ -95,7 +107,7 @@ function(plugd_static_grpc)
       "${missing}. Install the -dev packages that ship them (tools/setup-deps.sh), "
       "or configure with -DPLUGD_STATIC_GRPC=OFF.")
   endif()
-  message(STATUS "PLUGD_STATIC_GRPC=ON: ${switched} gRPC/Protobuf/Abseil targets linked statically")
+  message(STATUS "PLUGD_STATIC_GRPC=ON: ${switched} gRPC/Protobuf/Abseil/OpenSSL/zlib/yaml-cpp targets and the C++ runtime linked statically")
 endfunction()
 
 # Plugin executables (and the bare gRPC servers the benchmarks compare them

@@ -167,22 +167,23 @@ std::optional<ProcStat> ReadProcStat(pid_t pid) {
   return stat;
 }
 
-std::optional<std::string> ReadProcFile(pid_t pid, absl::string_view name) {
-  std::string path = absl::StrCat("/proc/", pid, "/", name);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
+std::optional<std::string> ReadFd(int fd) {
   std::string text;
   char buf[4096];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return std::nullopt;
-    }
-    if (n == 0) break;
+    if (n < 0) return std::nullopt;
+    if (n == 0) return text;
     text.append(buf, static_cast<size_t>(n));
   }
+}
+
+std::optional<std::string> ReadProcFile(pid_t pid, absl::string_view name) {
+  std::string path = absl::StrCat("/proc/", pid, "/", name);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::optional<std::string> text = ReadFd(fd);
   ::close(fd);
   return text;
 }

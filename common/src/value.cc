@@ -3,10 +3,12 @@
 #include <google/protobuf/stubs/common.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -127,18 +129,28 @@ std::optional<Utf8Error> FindBadUtf8(const Value& value) {
       }
       return std::nullopt;
     }
-    case Value::kStructValue:
+    case Value::kStructValue: {
+      // In key order, so the same Value always reports the same place (the
+      // map's own order changes from copy to copy).
+      std::vector<const std::string*> keys;
       for (const auto& [key, v] : value.struct_value().fields()) {
-        if (auto error = FindBadUtf8String(key)) {
-          error->path = absl::StrCat("key ", QuoteKey(key));
+        keys.push_back(&key);
+      }
+      std::sort(
+          keys.begin(), keys.end(),
+          [](const std::string* a, const std::string* b) { return *a < *b; });
+      for (const std::string* key : keys) {
+        if (auto error = FindBadUtf8String(*key)) {
+          error->path = absl::StrCat("key ", QuoteKey(*key));
           return error;
         }
-        if (auto error = FindBadUtf8(v)) {
-          error->path = absl::StrCat(QuoteKey(key), error->path);
+        if (auto error = FindBadUtf8(value.struct_value().fields().at(*key))) {
+          error->path = absl::StrCat(QuoteKey(*key), error->path);
           return error;
         }
       }
       return std::nullopt;
+    }
     default:
       return std::nullopt;
   }

@@ -117,7 +117,17 @@ class PluginStatusInterceptorFactory
                                  std::function<std::string()> state_text)
       : context_{std::move(name), std::move(state_text)} {}
 
-  Interceptor* CreateClientInterceptor(ClientRpcInfo*) override {
+  Interceptor* CreateClientInterceptor(ClientRpcInfo* info) override {
+    // The launcher's own calls on this channel (its connect check, the
+    // shutdown calls of Stop) report their failures themselves; rewriting
+    // them would name the plugin twice, or wait on a gRPC thread for the
+    // exit the launcher is bringing about.
+    const absl::string_view method = info->method();
+    if (method == "/grpc.health.v1.Health/Check" ||
+        method == "/plugd.v1.Control/Shutdown" ||
+        method == "/plugin.GRPCController/Shutdown") {
+      return nullptr;
+    }
     return new PluginStatusInterceptor(&context_);
   }
 

@@ -1,6 +1,7 @@
 // Reading /proc of processes that may exit under the read.
 #include "plugd/broker/proc_stat.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,11 +31,17 @@ TEST(ReadProcFileTest, ReadsALiveProcessAndIsEmptyOnceItIsGone) {
   ASSERT_TRUE(cmdline.has_value());
   EXPECT_FALSE(cmdline->empty());
 
+  // Opened while it lives, read once it is gone: the race of a process
+  // exiting between the open and the read. read(2) fails with ESRCH, which
+  // std::filebuf throws from underflow past an istreambuf_iterator.
+  const std::string path = absl::StrCat("/proc/", child, "/stat");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
   ASSERT_EQ(kill(child, SIGKILL), 0);
   ASSERT_EQ(waitpid(child, nullptr, 0), child);
-  // Gone: no value, and no exception (std::ifstream read through an
-  // istreambuf_iterator throws std::ios_base::failure when the process
-  // exits between its open and its read: read(2) fails with ESRCH).
+  EXPECT_FALSE(ReadFd(fd).has_value());
+  ::close(fd);
+  // Gone before the open: no value either.
   EXPECT_FALSE(ReadProcFile(child, "stat").has_value());
   EXPECT_FALSE(ReadProcFile(child, "cmdline").has_value());
 }

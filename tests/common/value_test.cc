@@ -175,6 +175,18 @@ TEST(CheckUtf8, NamesWhereTheFirstBadByteIs) {
   EXPECT_THAT(CheckUtf8(bad_key, "argument 3").message(),
               HasSubstr("(byte 0xff at offset 1 of key [\"k\\xff\"])"));
 
+  // Several bad strings: the first in key order is named, every time.
+  Value two_bad;
+  for (const char* key : {"zz", "aa", "mm"}) {
+    (*two_bad.mutable_struct_value()->mutable_fields())[key] =
+        StringValue(std::string(key) + "\xff");
+  }
+  for (int i = 0; i < 20; ++i) {
+    Value copy = two_bad;  // a fresh map, with its own hash order
+    EXPECT_THAT(CheckUtf8(copy, "x").message(),
+                HasSubstr("(byte 0xff at offset 2 of [\"aa\"])"));
+  }
+
   EXPECT_EQ(CheckUtf8(absl::string_view("a\xc3"), "NAME").message(),
             "NAME is not valid UTF-8 text (byte 0xc3 at offset 1)");
   EXPECT_TRUE(CheckUtf8(absl::string_view("caf\xc3\xa9"), "NAME").ok());

@@ -22,6 +22,7 @@ namespace {
 using ::plugd::testing::Bin;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class HostTest : public ::testing::Test {
  protected:
@@ -302,6 +303,12 @@ TEST_F(HostTest, BadPluginsGiveClearErrors) {
 
   absl::Status address = LaunchRaw("bad-address");
   EXPECT_EQ(address.code(), absl::StatusCode::kUnavailable);
+  // The connect check runs on the application's channel; its failure is
+  // the launcher's message, not rewritten by the channel's interceptor.
+  EXPECT_THAT(std::string(address.message()),
+              HasSubstr("plugin raw-bad-address announced unix:"));
+  EXPECT_THAT(std::string(address.message()),
+              Not(HasSubstr("the call failed")));
 
   for (const absl::Status& s :
        {garbage, early, segv, silent, core, app, address}) {

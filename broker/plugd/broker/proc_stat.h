@@ -29,6 +29,11 @@ std::optional<ProcStat> ReadProcStat(pid_t pid);
 // istreambuf_iterator's reader.
 std::optional<std::string> ReadProcFile(pid_t pid, absl::string_view name);
 
+// What is left to read of `fd`, with read(2); empty on a read error (ESRCH
+// from a /proc file of a process that has exited since the open). Does not
+// close `fd`.
+std::optional<std::string> ReadFd(int fd);
+
 }  // namespace plugd::broker::internal
 
 #endif  // PLUGD_BROKER_PROC_STAT_H_
