@@ -132,20 +132,18 @@ std::optional<Utf8Error> FindBadUtf8(const Value& value) {
     case Value::kStructValue: {
       // In key order, so the same Value always reports the same place (the
       // map's own order changes from copy to copy).
-      std::vector<const std::string*> keys;
+      std::vector<std::pair<absl::string_view, const Value*>> fields;
       for (const auto& [key, v] : value.struct_value().fields()) {
-        keys.push_back(&key);
+        fields.emplace_back(key, &v);
       }
-      std::sort(
-          keys.begin(), keys.end(),
-          [](const std::string* a, const std::string* b) { return *a < *b; });
-      for (const std::string* key : keys) {
-        if (auto error = FindBadUtf8String(*key)) {
-          error->path = absl::StrCat("key ", QuoteKey(*key));
+      std::sort(fields.begin(), fields.end());
+      for (const auto& [key, v] : fields) {
+        if (auto error = FindBadUtf8String(key)) {
+          error->path = absl::StrCat("key ", QuoteKey(key));
           return error;
         }
-        if (auto error = FindBadUtf8(value.struct_value().fields().at(*key))) {
-          error->path = absl::StrCat(QuoteKey(*key), error->path);
+        if (auto error = FindBadUtf8(*v)) {
+          error->path = absl::StrCat(QuoteKey(key), error->path);
           return error;
         }
       }

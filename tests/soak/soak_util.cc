@@ -23,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "plugd/broker/proc_stat.h"
 
 extern char** environ;
 
@@ -37,19 +38,12 @@ int PollMs(absl::Time deadline) {
   return static_cast<int>(absl::ToInt64Milliseconds(left)) + 1;
 }
 
-// Plain read(2): a /proc file of a process that exits under the read fails
-// with ESRCH, which std::filebuf would throw past an istreambuf_iterator.
+// ReadFd: a /proc file of a process that exits under the read fails with
+// ESRCH, which std::filebuf would throw past an istreambuf_iterator.
 std::string ReadWhole(const std::string& path) {
-  std::string text;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return text;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
+  if (fd < 0) return std::string();
+  std::string text = broker::internal::ReadFd(fd).value_or(std::string());
   ::close(fd);
   return text;
 }
