@@ -19,7 +19,8 @@
 namespace plugd::bench {
 namespace {
 
-// fork + exec + exit + wait of a trivial program: the floor of any start.
+// Spawn (clone with CLONE_VFORK, as plugd spawns) + exec + exit + wait of a
+// trivial program: the floor of any start.
 Samples ExecFloor(int reps) {
   Samples s;
   for (int i = 0; i < reps; ++i) {

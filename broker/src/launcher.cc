@@ -17,7 +17,6 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/readable_pipe.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/process/v2/default_launcher.hpp>
 #include <boost/process/v2/process.hpp>
 #include <cstdlib>
 #include <future>
@@ -36,6 +35,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "plugd/broker/launcher_testing.h"
 #include "plugd/broker/socket.h"
+#include "plugd/broker/spawn.h"
 #include "plugd/common/channel.h"
 #include "plugd/common/exec_policy.h"
 #include "plugd/common/log.h"
@@ -175,7 +175,8 @@ void CloseOnExecFrom3() {
 
 // Writes "plugd launcher: <step>" to the child's stderr (the plugin's stderr
 // pipe, which the launcher reads when the start fails) and returns the errno
-// of the failed step. Async-signal-safe; keeps errno (Boost reports it).
+// of the failed step. Async-signal-safe; keeps errno (VforkLauncher reports
+// it).
 bp::error_code ChildFailure(const char* step) {
   const int err = errno;
   constexpr char kPrefix[] = "plugd launcher: ";
@@ -195,8 +196,10 @@ struct ChildLimit {
   rlim_t hard = 0;   // 0: the same as `value`
 };
 
-// The Boost.Process initializer that prepares the child between fork and
-// exec. Only async-signal-safe calls: the host may be multi-threaded.
+// The Boost.Process initializer that prepares the child between the clone
+// and exec. It runs under CloneVfork's rules (plugd/broker/spawn.h): only
+// async-signal-safe calls, nothing allocated, no memory of the parent
+// written (the child shares it until exec).
 struct ChildSetup {
   pid_t parent_pid;
   int stdin_fd;
@@ -227,15 +230,17 @@ struct ChildSetup {
     ::setpgid(0, 0);
     // Die with the launcher's loop thread...
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    // ...which may already have happened, between fork and prctl.
+    // ...which may already have happened, between the clone and prctl.
     if (::getppid() != parent_pid) ::_exit(1);
     // A host may have blocked or ignored signals; the plugin starts clean.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // (CloneVfork has reset the caught ones; every signal is blocked until
+    // here.)
     for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGQUIT}) {
       ::signal(sig, SIG_DFL);
     }
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     if (::dup2(stdin_fd, STDIN_FILENO) < 0 ||
         ::dup2(stdout_fd, STDOUT_FILENO) < 0 ||
         ::dup2(stderr_fd, STDERR_FILENO) < 0) {
@@ -279,15 +284,6 @@ struct ChildSetup {
     // The very file that was hashed. Returns only on failure.
     ::syscall(SYS_execveat, exec_fd, "", argv, envp, AT_EMPTY_PATH);
     return ChildFailure("execveat of the verified executable");
-  }
-
-  // Boost 1.81 probes on_exec_error with one signature and calls it with
-  // another; a variadic member matches both. Runs in the child after a failed
-  // exec (the errno has been reported to the parent): leave without running
-  // the host's atexit handlers.
-  template <typename... Args>
-  void on_exec_error(Args&&...) {
-    ::_exit(127);
   }
 };
 
@@ -848,20 +844,22 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     setup.exec_fd = verified_.fd;
     setup.exec_fd_is_script = verified_.script;
     setup.envp = envp.data();
-    bp::posix::default_launcher launcher;
+    internal::VforkLauncher launcher;
     launcher.env = envp.data();
+    // A child that changes its user must not share the launcher's memory
+    // (plugd/broker/spawn.h): it gets a copy, as with fork.
+    if (options_.run_as) launcher.memory = internal::ChildMemory::kCopied;
     bp::error_code ec;
     std::optional<Process> process;
     started_ = absl::Now();
-    // Set when Boost threw after the fork: the child may have executed the
-    // plugin and be running (e.g. pidfd_open failed after a good exec).
+    // Set when Boost threw after the clone: the child may have executed the
+    // plugin and be running (Boost's process handle registers a pidfd with
+    // the loop, which can fail after a good exec).
     bool child_may_run = false;
     try {
       process.emplace(launcher(loop_.context().get_executor(), ec,
                                bp::filesystem::path(executable_), args, setup));
     } catch (const std::exception& e) {
-      // Asio's fork notification can throw, in the child too.
-      if (::getpid() != parent) ::_exit(127);
       ec = bp::error_code(EAGAIN, bp::system_category());
       child_may_run = true;
       PLUGD_LOG(ERROR) << "plugin " << options_.name

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <pwd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -394,6 +395,9 @@ TEST_F(RunAsTest, PluginRunsAsTheUserAndServes) {
   auto plugin = Launch(options);
   ASSERT_TRUE(plugin.ok()) << plugin.status();
   const pid_t pid = (*plugin)->pid();
+  // The child changed its user on a copy of the launcher's memory, which
+  // therefore stays dumpable (plugd/broker/spawn.h).
+  EXPECT_EQ(::prctl(PR_GET_DUMPABLE), 1);
   const std::string uid = absl::StrCat(ids->uid);
   const std::string gid = absl::StrCat(ids->gid);
   EXPECT_EQ(StatusField(pid, "Uid:"),
