@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/readable_pipe.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/process/v2/process.hpp>
 #include <cstdlib>
@@ -67,6 +66,8 @@ namespace bp = boost::process::v2;
 
 using Executor = asio::io_context::executor_type;
 using Process = bp::basic_process<Executor>;
+// A plugin's stdout or stderr, read when it turns readable.
+using Pipe = asio::posix::stream_descriptor;
 
 // After the leader exits, how long leftovers of its group may take to die.
 constexpr absl::Duration kGroupKillTimeout = absl::Seconds(5);
@@ -77,7 +78,7 @@ constexpr absl::Duration kDrainAfterExit = absl::Seconds(1);
 constexpr absl::Duration kHangGuard = absl::Seconds(30);
 // The shortest health-check deadline, even when the handshake came late.
 constexpr absl::Duration kMinConnectDeadline = absl::Milliseconds(100);
-constexpr size_t kReadBufferBytes = 64 * 1024;
+constexpr size_t kReadBufferBytes = size_t{64} * 1024;
 constexpr size_t kErrorStderrLines = 10;
 constexpr size_t kMaxEarlyStdoutBytes = 4096;
 // go-plugin names its socket $TMPDIR/plugin<random uint32>: at most 16 bytes
@@ -736,8 +737,6 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
         output_(options_.name, options_.output),
         stdout_pipe_(loop.context()),
         stderr_pipe_(loop.context()),
-        stdout_buf_(new char[kReadBufferBytes]),
-        stderr_buf_(new char[kReadBufferBytes]),
         stdout_lines_(options_.output.max_line_bytes),
         stderr_lines_(options_.output.max_line_bytes),
         start_timer_(loop.context()),
@@ -962,6 +961,9 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     }
     stdout_pipe_.assign(out[0], ec);
     if (!ec) stderr_pipe_.assign(err[0], ec);
+    // Read only when readable, and never wait in the read (OnReadable).
+    if (!ec) stdout_pipe_.non_blocking(true, ec);
+    if (!ec) stderr_pipe_.non_blocking(true, ec);
     if (ec) {
       // Cannot happen short of the loop's reactor failing; no output then.
       PLUGD_LOG(ERROR) << "plugin " << options_.name
@@ -1006,6 +1008,9 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     // The broker retries nothing through gRPC; without the retry filter each
     // call (the long-lived health watch above all) carries less state.
     args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+    // No channelz nodes and traces for the channel, its subchannel and
+    // socket: nothing here serves channelz, and they are kept per plugin.
+    args.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);
     SetLocalReconnectArguments(&args);
     args.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(
         options_.max_message_bytes, std::numeric_limits<int>::max())));
@@ -1132,25 +1137,47 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
   bool handshake_known_ = false;
 
  private:
+  // Output is read when a pipe turns readable, into the loop's buffer
+  // (EventLoop::ReadBuffer): an idle plugin holds no read buffer of its own.
   void ReadStdout() {
     auto self = shared_from_this();
-    stdout_pipe_.async_read_some(
-        asio::buffer(stdout_buf_.get(), kReadBufferBytes),
-        [self](const boost::system::error_code& ec, size_t n) {
-          self->OnStdout(ec, n);
+    stdout_pipe_.async_wait(
+        Pipe::wait_read, [self](const boost::system::error_code& ec) {
+          self->OnReadable(self->stdout_pipe_, ec, &Impl::ReadStdout,
+                           &Impl::OnStdout);
         });
   }
 
   void ReadStderr() {
     auto self = shared_from_this();
-    stderr_pipe_.async_read_some(
-        asio::buffer(stderr_buf_.get(), kReadBufferBytes),
-        [self](const boost::system::error_code& ec, size_t n) {
-          self->OnStderr(ec, n);
+    stderr_pipe_.async_wait(
+        Pipe::wait_read, [self](const boost::system::error_code& ec) {
+          self->OnReadable(self->stderr_pipe_, ec, &Impl::ReadStderr,
+                           &Impl::OnStderr);
         });
   }
 
-  void OnStdout(const boost::system::error_code& ec, size_t n) {
+  // One read of what `pipe` holds, then `on_data` with it (or with the end
+  // of the pipe or the error); `rearm` when the wake-up found nothing.
+  void OnReadable(Pipe& pipe, boost::system::error_code ec,
+                  void (Impl::*rearm)(),
+                  void (Impl::*on_data)(const boost::system::error_code&,
+                                        absl::string_view)) {
+    absl::Span<char> buffer = loop_.ReadBuffer();
+    size_t n = 0;
+    if (!ec) {
+      // Non-blocking (set at assign): a spurious wake-up is would_block.
+      n = pipe.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again ||
+          ec == asio::error::interrupted) {
+        (this->*rearm)();
+        return;
+      }
+    }
+    (this->*on_data)(ec, absl::string_view(buffer.data(), n));
+  }
+
+  void OnStdout(const boost::system::error_code& ec, absl::string_view data) {
     auto emit = [this](absl::string_view text, bool truncated) {
       if (!handshake_line_seen_) {
         handshake_line_seen_ = true;
@@ -1159,8 +1186,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
         AddLine(OutputStream::kStdout, text, truncated);
       }
     };
-    if (n > 0) {
-      absl::string_view data(stdout_buf_.get(), n);
+    if (!data.empty()) {
       if (!handshake_line_seen_ &&
           early_stdout_.size() < kMaxEarlyStdoutBytes) {
         absl::string_view head =
@@ -1180,12 +1206,11 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     ReadStdout();
   }
 
-  void OnStderr(const boost::system::error_code& ec, size_t n) {
+  void OnStderr(const boost::system::error_code& ec, absl::string_view data) {
     auto emit = [this](absl::string_view text, bool truncated) {
       AddLine(OutputStream::kStderr, text, truncated);
     };
-    if (n > 0)
-      stderr_lines_.Feed(absl::string_view(stderr_buf_.get(), n), emit);
+    if (!data.empty()) stderr_lines_.Feed(data, emit);
     if (ec) {
       stderr_lines_.Flush(emit);
       stderr_eof_ = true;
@@ -1543,10 +1568,8 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
   OutputCapture output_;
 
   // Loop thread only.
-  asio::readable_pipe stdout_pipe_;
-  asio::readable_pipe stderr_pipe_;
-  std::unique_ptr<char[]> stdout_buf_;
-  std::unique_ptr<char[]> stderr_buf_;
+  Pipe stdout_pipe_;
+  Pipe stderr_pipe_;
   LineSplitter stdout_lines_;
   LineSplitter stderr_lines_;
   asio::steady_timer start_timer_;

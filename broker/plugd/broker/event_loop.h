@@ -11,10 +11,14 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <cstddef>
 #include <functional>
 #include <future>
+#include <memory>
 #include <thread>
 #include <type_traits>
+
+#include "absl/types/span.h"
 
 namespace plugd::broker {
 
@@ -29,6 +33,17 @@ class EventLoop {
   EventLoop& operator=(const EventLoop&) = delete;
 
   boost::asio::io_context& context() { return context_; }
+
+  // A scratch buffer for reads made on the loop thread (the launcher reads
+  // every plugin's output pipes into it): one per loop, instead of one per
+  // pipe held while the pipe is idle. Loop thread only; what is read into it
+  // must be used before the handler returns.
+  absl::Span<char> ReadBuffer() {
+    if (read_buffer_ == nullptr) {
+      read_buffer_ = std::make_unique<char[]>(kReadBufferBytes);
+    }
+    return absl::Span<char>(read_buffer_.get(), kReadBufferBytes);
+  }
 
   // True when called on the loop thread.
   bool InLoopThread() const {
@@ -53,10 +68,13 @@ class EventLoop {
   }
 
  private:
+  static constexpr size_t kReadBufferBytes = size_t{64} * 1024;
+
   boost::asio::io_context context_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type>
       work_;
   std::thread thread_;
+  std::unique_ptr<char[]> read_buffer_;  // ReadBuffer(), loop thread only
 };
 
 }  // namespace plugd::broker
