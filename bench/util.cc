@@ -129,7 +129,7 @@ absl::StatusOr<std::unique_ptr<Child>> Child::Start(
         sigprocmask(SIG_SETMASK, &none, nullptr);
         execve(a->argv[0], a->argv, a->envp);
         const char msg[] = "plugd-bench: exec failed\n";
-        (void)!write(2, msg, sizeof(msg) - 1);
+        broker::internal::ChildWrite(2, msg, sizeof(msg) - 1);
         _exit(127);
       },
       &child_args);

@@ -181,10 +181,9 @@ void CloseOnExecFrom3() {
 bp::error_code ChildFailure(const char* step) {
   const int err = errno;
   constexpr char kPrefix[] = "plugd launcher: ";
-  ssize_t ignored = ::write(STDERR_FILENO, kPrefix, sizeof(kPrefix) - 1);
-  ignored = ::write(STDERR_FILENO, step, ::strlen(step));
-  ignored = ::write(STDERR_FILENO, "\n", 1);
-  (void)ignored;
+  internal::ChildWrite(STDERR_FILENO, kPrefix, sizeof(kPrefix) - 1);
+  internal::ChildWrite(STDERR_FILENO, step, ::strlen(step));
+  internal::ChildWrite(STDERR_FILENO, "\n", 1);
   errno = err;
   return bp::error_code(err, bp::system_category());
 }
@@ -278,7 +277,7 @@ struct ChildSetup {
     // No descriptor of the host leaks into the plugin (Boost 1.81's own
     // close_all skips the range below its error pipe).
     CloseOnExecFrom3();
-    if (exec_fd < 0) return bp::error_code();  // Boost execs the path.
+    if (exec_fd < 0) return bp::error_code();  // VforkLauncher execs the path.
     if (exec_fd_is_script && ::fcntl(exec_fd, F_SETFD, 0) != 0) {
       return ChildFailure("keeping the script descriptor open");
     }
@@ -965,9 +964,14 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     if (!ec) stdout_pipe_.non_blocking(true, ec);
     if (!ec) stderr_pipe_.non_blocking(true, ec);
     if (ec) {
-      // Cannot happen short of the loop's reactor failing; no output then.
+      // Cannot happen short of the loop's reactor failing; no output then
+      // (the reads below end at once on the closed pipes: never a blocking
+      // read on the loop).
       PLUGD_LOG(ERROR) << "plugin " << options_.name
                        << ": cannot watch its output: " << ec.message();
+      boost::system::error_code ignored;
+      stdout_pipe_.close(ignored);
+      stderr_pipe_.close(ignored);
     }
 
     auto self = shared_from_this();

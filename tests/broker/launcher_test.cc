@@ -387,6 +387,57 @@ TEST_F(LauncherTest, FloodIsBoundedAndStopStillCompletes) {
   EXPECT_EQ(output.Tail(1)[0].level, log::Level::kInfo);
 }
 
+TEST_F(LauncherTest, BurstsOfTwoPluginsOnOneLoopAreReadWholeAndApart) {
+  // Both plugins' pipes are read into the loop's one buffer: every line
+  // arrives, in order, in its own plugin's capture, however the reads of
+  // the four pipes interleave.
+  std::vector<std::shared_ptr<PluginProcess>> plugins;
+  for (const char* name : {"burst-a", "burst-b"}) {
+    LaunchOptions options = Options("burst-then-exit");
+    options.name = name;
+    options.socket_path = absl::StrCat(dir_, "/", name, ".sock");
+    options.output.forward_bytes_per_second = 1 << 30;
+    auto plugin = Launch(options);
+    ASSERT_TRUE(plugin.ok()) << plugin.status();
+    plugins.push_back(*plugin);
+  }
+  for (const auto& plugin : plugins) {
+    const pid_t pid = plugin->pid();
+    const std::string last_out = absl::StrCat("out ", pid, " 2999");
+    const std::string last_err = absl::StrCat("err ", pid, " 2999");
+    ASSERT_TRUE(WaitForOutputCondition(
+        plugin->output(),
+        [&] {
+          bool out = false;
+          bool err = false;
+          for (const OutputLine& line : plugin->output().Tail()) {
+            out = out || line.text == last_out;
+            err = err || line.text == last_err;
+          }
+          return out && err;
+        },
+        kHangGuard))
+        << plugin->options().name;
+    int next_out = 0;
+    int next_err = 0;
+    for (const OutputLine& line : plugin->output().Tail()) {
+      if (!absl::StartsWith(line.text, "out ") &&
+          !absl::StartsWith(line.text, "err ")) {
+        continue;  // anything else the plugin logs
+      }
+      if (line.stream == OutputStream::kStdout) {
+        ASSERT_EQ(line.text, absl::StrCat("out ", pid, " ", next_out));
+        ++next_out;
+      } else {
+        ASSERT_EQ(line.text, absl::StrCat("err ", pid, " ", next_err));
+        ++next_err;
+      }
+    }
+    EXPECT_EQ(next_out, 3000);
+    EXPECT_EQ(next_err, 3000);
+  }
+}
+
 TEST_F(LauncherTest, LongLineIsTruncatedOnce) {
   LaunchOptions options = Options("longline");
   options.output.max_line_bytes = 1000;

@@ -11,10 +11,14 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace plugd::broker::internal {
@@ -55,6 +59,7 @@ TEST(CloneVforkTest, ACaughtSignalIsDefaultInTheChildAndStaysCaughtHere) {
     bool usr1_default = false;
     bool usr2_ignored = false;
     bool usr1_blocked = false;
+    bool glibc_internal_blocked = false;
   } seen;
   const pid_t pid = CloneVfork(
       [](void* p) -> int {
@@ -67,6 +72,11 @@ TEST(CloneVforkTest, ACaughtSignalIsDefaultInTheChildAndStaysCaughtHere) {
         sigset_t mask;
         sigprocmask(SIG_SETMASK, nullptr, &mask);
         s->usr1_blocked = sigismember(&mask, SIGUSR1) == 1;
+        // glibc's own signals (32 and 33), which sigprocmask hides.
+        uint64_t raw = 0;
+        syscall(SYS_rt_sigprocmask, SIG_BLOCK, nullptr, &raw, sizeof(raw));
+        s->glibc_internal_blocked =
+            (raw >> 31 & 1) != 0 && (raw >> 32 & 1) != 0;
         // Delivered once unblocked: the default action ends the child. Had
         // the parent's handler stayed, it would run here, on the parent's
         // memory, and set the parent's flag.
@@ -82,6 +92,7 @@ TEST(CloneVforkTest, ACaughtSignalIsDefaultInTheChildAndStaysCaughtHere) {
   EXPECT_TRUE(seen.usr1_default);
   EXPECT_TRUE(seen.usr2_ignored);
   EXPECT_TRUE(seen.usr1_blocked);
+  EXPECT_TRUE(seen.glibc_internal_blocked);
   const int status = WaitStatus(pid);
   ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
   EXPECT_EQ(WTERMSIG(status), SIGUSR1);
@@ -122,6 +133,30 @@ TEST(CloneVforkTest, ReturnsOnceTheChildHasExecutedOrFailedTo) {
   int status = WaitStatus(pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 7);
+
+  // A program that stays: when CloneVfork returns, the child is already
+  // that program (with fork alone it could still be a copy of this one).
+  Exec sleeper{"/bin/sleep"};
+  const pid_t sleeping = CloneVfork(
+      [](void* p) -> int {
+        auto* e = static_cast<Exec*>(p);
+        char* const argv[] = {const_cast<char*>(e->path),
+                              const_cast<char*>("30"), nullptr};
+        char* const envp[] = {nullptr};
+        execve(e->path, argv, envp);
+        _exit(127);
+      },
+      &sleeper);
+  ASSERT_GT(sleeping, 0) << std::strerror(errno);
+  // (/proc/PID/exe is switched before the parent is released; the command
+  // line is filled in just after.)
+  std::error_code error;
+  const std::filesystem::path exe = std::filesystem::read_symlink(
+      absl::StrCat("/proc/", sleeping, "/exe"), error);
+  kill(sleeping, SIGKILL);
+  WaitStatus(sleeping);
+  ASSERT_FALSE(error) << error.message();
+  EXPECT_EQ(exe, std::filesystem::canonical("/bin/sleep"));
 
   // A missing program: the child's errno reaches the parent.
   Exec missing{"/nonexistent/plugd-spawn-test"};
@@ -172,6 +207,23 @@ TEST(CloneVforkTest, AChildThatChangesItsUserGetsACopyOfTheMemory) {
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_FALSE(copied.wrote);  // its own copy
   EXPECT_EQ(prctl(PR_GET_DUMPABLE), 1);
+}
+
+TEST(CloneVforkTest, ACopiedChildWritesItsOwnMemory) {
+  struct Child {
+    int value = 0;
+  } child;
+  const pid_t pid = CloneVfork(
+      [](void* p) -> int {
+        static_cast<Child*>(p)->value = 42;
+        _exit(static_cast<Child*>(p)->value);
+      },
+      &child, ChildMemory::kCopied);
+  ASSERT_GT(pid, 0) << std::strerror(errno);
+  const int status = WaitStatus(pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 42);  // it saw its own write
+  EXPECT_EQ(child.value, 0);           // this process did not
 }
 
 // An initializer as the launcher's: prepares the child, or fails a step.

@@ -349,6 +349,19 @@ int main(int argc, char** argv) {
     garbage += std::string(100 * 1024, '\x80') + "\n";
     garbage += "{\"level\":\"error\",\"msg\":\x00\xff}\n[ERROR\n\n\n";
     WriteAll(STDOUT_FILENO, garbage);
+  } else if (g_mode == "burst-then-exit") {
+    // Once checked: 3000 numbered lines on each of stdout and stderr (more
+    // than the launcher reads at once), then exit at once.
+    g_health_checked.WaitForNotification();
+    std::string out;
+    std::string err;
+    for (int i = 0; i < 3000; ++i) {
+      absl::StrAppend(&out, "out ", ::getpid(), " ", i, "\n");
+      absl::StrAppend(&err, "err ", ::getpid(), " ", i, "\n");
+    }
+    WriteAll(STDOUT_FILENO, out);
+    WriteAll(STDERR_FILENO, err);
+    std::_Exit(0);
   } else if (g_mode == "exit-after-handshake") {
     g_health_checked.WaitForNotification();
     server->Shutdown(std::chrono::system_clock::now() +

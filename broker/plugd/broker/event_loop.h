@@ -73,8 +73,8 @@ class EventLoop {
   boost::asio::io_context context_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type>
       work_;
-  std::thread thread_;
   std::unique_ptr<char[]> read_buffer_;  // ReadBuffer(), loop thread only
+  std::thread thread_;
 };
 
 }  // namespace plugd::broker

@@ -6,7 +6,7 @@
 // Why not fork: fork copies the parent's page tables and then makes every
 // page the parent writes take a copy-on-write fault until the child has
 // exec'd; in a host or broker with gRPC's threads running that made a spawn
-// 2-4 ms slower on the build VM (performance-notes.md §3). Why not Boost's own
+// 2-4 ms slower on the build VM (performance-notes.md §4). Why not Boost's own
 // vfork_launcher: it runs Asio's notify_fork(fork_child) and exit() in the
 // child, both of which write memory the child shares with its parent.
 #ifndef PLUGD_BROKER_SPAWN_H_
@@ -26,15 +26,17 @@ namespace plugd::broker::internal {
 // Runs `child(arg)` in a new process that shares this one's memory until it
 // calls execve or exits, on a stack of its own; returns its pid once it has
 // done either (the calling thread waits; the others run on), or -1 with
-// errno. While the child runs, every signal is blocked in the calling thread
-// (the child inherits that mask) and the child has reset every caught signal
-// to its default action before `child` runs, so no handler of the parent
-// can run in the child.
+// errno. While the child runs, every signal, glibc's internal ones
+// included, is blocked in the calling thread (the child inherits that mask)
+// and the child has reset every caught signal to its default action before
+// `child` runs, so no handler of the parent can run in the child.
 //
 // `child` must not allocate, take locks or write memory the parent uses,
 // except through `arg` for a result the parent reads after the return:
-// only async-signal-safe calls, then execve or _exit. Its return value is
-// the child's exit status if it returns.
+// only async-signal-safe calls, then execve or _exit (use ChildWrite, not
+// write). Its return value is the child's exit status if it returns.
+// errno is meaningful only when the result is -1: the child's failed calls
+// set the calling thread's errno too (it shares the thread's TLS).
 //
 // kCopied gives the child a copy of the memory instead (fork's semantics,
 // still waiting for the exec), for a child that changes its user: the kernel
@@ -44,6 +46,20 @@ namespace plugd::broker::internal {
 enum class ChildMemory { kShared, kCopied };
 pid_t CloneVfork(int (*child)(void*), void* arg,
                  ChildMemory memory = ChildMemory::kShared);
+
+// For a child under CloneVfork's rules: write(2) as a raw system call (glibc's
+// wrapper is a cancellation point and marks the calling thread's, here the
+// parent thread's, cancellation state).
+void ChildWrite(int fd, const void* data, size_t size);
+
+// A close-on-exec, non-blocking pipe with both ends above stderr (so a
+// child's dup2 onto 0-2 cannot replace it), for a kCopied child's errno; 0
+// or the errno of the failure.
+int MakeChildErrorPipe(int fds[2]);
+
+// After CloneVfork returned (the child has exec'd or exited): the errno the
+// child wrote to the pipe, or 0 if it wrote none (it exec'd).
+int ReadChildError(int fd);
 
 namespace bp = boost::process::v2;
 
@@ -77,8 +93,8 @@ struct VforkLauncher : bp::posix::default_launcher {
         0,           -1};
     int err_pipe[2] = {-1, -1};
     if (memory == ChildMemory::kCopied) {
-      if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-        ec.assign(errno, bp::system_category());
+      if (const int err = MakeChildErrorPipe(err_pipe); err != 0) {
+        ec.assign(err, bp::system_category());
         return bp::basic_process<Executor>(std::move(exec));
       }
       shared.err_pipe = err_pipe[1];
@@ -95,8 +111,7 @@ struct VforkLauncher : bp::posix::default_launcher {
           }
           s->err = e.value() != 0 ? e.value() : ECHILD;
           if (s->err_pipe >= 0) {
-            ssize_t ignored = ::write(s->err_pipe, &s->err, sizeof(s->err));
-            (void)ignored;
+            ChildWrite(s->err_pipe, &s->err, sizeof(s->err));
           }
           ::_exit(127);
         },
@@ -104,11 +119,7 @@ struct VforkLauncher : bp::posix::default_launcher {
     const int clone_errno = errno;
     if (err_pipe[0] >= 0) {
       ::close(err_pipe[1]);
-      // The child has exec'd (the pipe closed) or written its error.
-      if (pid > 0 && ::read(err_pipe[0], &shared.err, sizeof(shared.err)) !=
-                         static_cast<ssize_t>(sizeof(shared.err))) {
-        shared.err = 0;
-      }
+      if (pid > 0) shared.err = ReadChildError(err_pipe[0]);
       ::close(err_pipe[0]);
     }
     if (pid < 0) {
