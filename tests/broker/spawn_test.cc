@@ -269,44 +269,40 @@ TEST(VforkLauncherTest, StartsTheProgramWithItsArgumentsAndEnvironment) {
 
 TEST(VforkLauncherTest, AFailedStepGivesItsErrnoAndTheChildToReap) {
   boost::asio::io_context context;
-  TestInit init;
-  init.fail_with = EPERM;
-  VforkLauncher launcher;
-  bp::error_code ec;
   std::vector<std::string> args;
-  auto process = launcher(context.get_executor(), ec,
-                          bp::filesystem::path("/bin/true"), args, init);
-  EXPECT_EQ(ec.value(), EPERM);
-  EXPECT_FALSE(process.is_open());
-  ASSERT_GT(launcher.pid, 0);
-  const int status = WaitStatus(launcher.pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 127);
-
-  // A missing executable: exec's own errno.
-  TestInit good;
-  VforkLauncher missing;
-  auto none = missing(context.get_executor(), ec,
-                      bp::filesystem::path("/nonexistent/plugd-spawn-test"),
-                      args, good);
-  EXPECT_EQ(ec.value(), ENOENT);
-  ASSERT_GT(missing.pid, 0);
-  WaitStatus(missing.pid);
-
-  // The same through a copy of the memory: the errno comes over a pipe.
-  VforkLauncher copied;
-  copied.memory = ChildMemory::kCopied;
-  auto failed = copied(context.get_executor(), ec,
-                       bp::filesystem::path("/bin/true"), args, init);
-  EXPECT_EQ(ec.value(), EPERM);
-  ASSERT_GT(copied.pid, 0);
-  WaitStatus(copied.pid);
-  VforkLauncher copied_good;
-  copied_good.memory = ChildMemory::kCopied;
-  auto ok = copied_good(context.get_executor(), ec,
-                        bp::filesystem::path("/bin/true"), args, good);
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_EQ(ok.wait(), 0);
+  // Shared memory reports the errno in memory, a copy over a pipe.
+  for (ChildMemory memory : {ChildMemory::kShared, ChildMemory::kCopied}) {
+    SCOPED_TRACE(memory == ChildMemory::kShared ? "shared" : "copied");
+    struct Case {
+      int fail_with;       // the initializer's step fails with this
+      const char* path;    // what is executed
+      int expected_errno;  // 0: started
+    };
+    for (const Case& c : {Case{EPERM, "/bin/true", EPERM},
+                          Case{0, "/nonexistent/plugd-spawn-test", ENOENT},
+                          Case{0, "/bin/true", 0}}) {
+      SCOPED_TRACE(c.path);
+      TestInit init;
+      init.fail_with = c.fail_with;
+      VforkLauncher launcher;
+      launcher.memory = memory;
+      bp::error_code ec;
+      auto process = launcher(context.get_executor(), ec,
+                              bp::filesystem::path(c.path), args, init);
+      ASSERT_GT(launcher.pid, 0);
+      if (c.expected_errno == 0) {
+        ASSERT_FALSE(ec) << ec.message();
+        EXPECT_EQ(process.wait(), 0);
+        continue;
+      }
+      EXPECT_EQ(ec.value(), c.expected_errno);
+      EXPECT_FALSE(process.is_open());
+      // The child has exited, and is left to reap.
+      const int status = WaitStatus(launcher.pid);
+      ASSERT_TRUE(WIFEXITED(status));
+      EXPECT_EQ(WEXITSTATUS(status), 127);
+    }
+  }
 }
 
 }  // namespace
