@@ -6,6 +6,9 @@
 //                      ignores SIGTERM and sleeps forever; returns its pid
 //   pid                returns getpid()
 //   not_utf8           returns a list holding a string that is not UTF-8
+//   lock_order_inversion  locks two mutexes in one order, then the other
+//                      (no deadlock, one thread); Abseil's deadlock detector,
+//                      when on, aborts the plugin on it; returns "ok"
 //   allocate MIB       allocates and touches MIB MiB in 1 MiB blocks; when an
 //                      allocation fails (RLIMIT_AS), prints "allocate: out of
 //                      memory after N MiB" and aborts, like a plugin whose
@@ -37,6 +40,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "plugd/common/status.h"
@@ -77,6 +81,7 @@ bool WriteAll(int fd, const std::string& text) {
 
 int main(int argc, char** argv) {
   bool flood = false;
+  bool deadlock_detection = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--crash-if-exists" && i + 1 < argc) {
@@ -98,6 +103,8 @@ int main(int argc, char** argv) {
       }
     } else if (arg == "--flood") {
       flood = true;
+    } else if (arg == "--mutex-deadlock-detection") {
+      deadlock_detection = true;
     } else {
       fprintf(stderr, "plugd-test-sdk: unknown argument %s\n", arg.c_str());
       return 2;
@@ -106,7 +113,27 @@ int main(int argc, char** argv) {
 
   using plugd::sdk::Kind;
   using plugd::sdk::Param;
-  plugd::sdk::Plugin plugin({.name = "sdk-test", .version = "0.0.1-test"});
+  plugd::sdk::Plugin plugin({.name = "sdk-test",
+                             .version = "0.0.1-test",
+                             .mutex_deadlock_detection = deadlock_detection});
+  plugin.AddFunction(
+      {.name = "lock_order_inversion",
+       .help = "lock_order_inversion: locks two mutexes both ways round",
+       .params = {},
+       .impl = [](const plugd::sdk::Args&)
+           -> absl::StatusOr<google::protobuf::Value> {
+         absl::Mutex a;
+         absl::Mutex b;
+         {
+           absl::MutexLock first(&a);
+           absl::MutexLock second(&b);
+         }
+         {
+           absl::MutexLock first(&b);
+           absl::MutexLock second(&a);
+         }
+         return plugd::StringValue("ok");
+       }});
   plugin.AddFunction(
       {.name = "echo",
        .help = "echo X: returns X",

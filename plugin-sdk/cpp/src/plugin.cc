@@ -691,6 +691,10 @@ int Plugin::Serve() {
     const plugd::AllocatorTuning tuning = plugd::TuneAllocator(*max_message);
     PLUGD_LOG(DEBUG) << tuning.description;
   }
+  if (!info_.mutex_deadlock_detection) {
+    // Before gRPC's threads start: the mode is a process-wide setting.
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
   absl::StatusOr<int64_t> grace_ms = internal::EnvInt(
       plugd::kEnvShutdownGraceMs, 5000, 0, int64_t{24} * 3600 * 1000);
   if (!grace_ms.ok()) return fail(grace_ms.status().message());

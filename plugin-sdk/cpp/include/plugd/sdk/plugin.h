@@ -76,6 +76,12 @@ struct PluginInfo {
   // MALLOC_MMAP_MAX_, MALLOC_ARENA_MAX, GLIBC_TUNABLES=glibc.malloc.*).
   // Default true; false leaves malloc as it is.
   bool tune_allocator = true;
+  // Abseil's mutex deadlock detector. Debian's Abseil is built without
+  // NDEBUG, so it runs on every absl::Mutex lock, gRPC's own locks
+  // included: ~12,000 instructions of a 64-byte call's ~69,000 on the
+  // plugin side (docs/performance-notes.md §5). Serve() turns it off
+  // (absl::SetMutexDeadlockDetectionMode(kIgnore)) unless this is true.
+  bool mutex_deadlock_detection = false;
 };
 
 // Process exit codes Serve() returns.
