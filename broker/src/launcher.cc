@@ -290,20 +290,7 @@ struct ChildSetup {
 // A pipe whose both ends are close-on-exec and above stderr (so dup2 onto
 // 0/1/2 in the child cannot clobber one another).
 absl::Status MakePipe(int fds[2]) {
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    return ErrnoStatus(errno, "cannot create a pipe");
-  }
-  for (int i = 0; i < 2; ++i) {
-    if (fds[i] <= STDERR_FILENO) {
-      int moved = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-      ::close(fds[i]);
-      fds[i] = moved;
-    }
-  }
-  if (fds[0] < 0 || fds[1] < 0) {
-    int err = errno;
-    if (fds[0] >= 0) ::close(fds[0]);
-    if (fds[1] >= 0) ::close(fds[1]);
+  if (const int err = internal::MakePipeAboveStderr(fds, O_CLOEXEC); err != 0) {
     return ErrnoStatus(err, "cannot create a pipe");
   }
   return absl::OkStatus();

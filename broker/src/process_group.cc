@@ -179,13 +179,16 @@ std::optional<std::string> ReadFd(int fd) {
   }
 }
 
-std::optional<std::string> ReadProcFile(pid_t pid, absl::string_view name) {
-  std::string path = absl::StrCat("/proc/", pid, "/", name);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+std::optional<std::string> ReadPath(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
   std::optional<std::string> text = ReadFd(fd);
   ::close(fd);
   return text;
+}
+
+std::optional<std::string> ReadProcFile(pid_t pid, absl::string_view name) {
+  return ReadPath(absl::StrCat("/proc/", pid, "/", name));
 }
 
 std::vector<pid_t> ListProcessGroup(pid_t pgid) {

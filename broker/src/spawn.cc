@@ -97,8 +97,12 @@ void ChildWrite(int fd, const void* data, size_t size) {
   ::syscall(SYS_write, fd, data, size);
 }
 
-int MakeChildErrorPipe(int fds[2]) {
-  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return errno;
+int MakePipeAboveStderr(int fds[2], int flags) {
+  if (::pipe2(fds, flags) != 0) {
+    const int err = errno;
+    fds[0] = fds[1] = -1;
+    return err;
+  }
   for (int i = 0; i < 2; ++i) {
     if (fds[i] <= STDERR_FILENO) {
       const int moved = ::fcntl(fds[i], F_DUPFD_CLOEXEC, STDERR_FILENO + 1);

@@ -130,10 +130,18 @@ std::optional<Utf8Error> FindBadUtf8(const Value& value) {
       return std::nullopt;
     }
     case Value::kStructValue: {
-      // In key order, so the same Value always reports the same place (the
-      // map's own order changes from copy to copy).
+      // Valid (the common case, every dynamic call): no order needed.
+      const auto& map = value.struct_value().fields();
+      if (std::none_of(map.begin(), map.end(), [](const auto& field) {
+            return FindBadUtf8String(field.first) || FindBadUtf8(field.second);
+          })) {
+        return std::nullopt;
+      }
+      // Invalid: the first bad place in key order, so the same Value always
+      // reports the same place (the map's own order changes from copy to
+      // copy).
       std::vector<std::pair<absl::string_view, const Value*>> fields;
-      for (const auto& [key, v] : value.struct_value().fields()) {
+      for (const auto& [key, v] : map) {
         fields.emplace_back(key, &v);
       }
       std::sort(fields.begin(), fields.end());

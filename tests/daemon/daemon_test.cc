@@ -104,14 +104,9 @@ std::vector<pid_t> ChildrenOf(pid_t parent) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     int pid = 0;
     if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
-    std::string text = broker::internal::ReadProcFile(pid, "stat").value_or("");
-    size_t close = text.rfind(')');
-    if (close == std::string::npos) continue;
-    std::vector<std::string> f = absl::StrSplit(text.substr(close + 2), ' ');
-    int ppid = 0;
-    if (f.size() > 1 && absl::SimpleAtoi(f[1], &ppid) && ppid == parent) {
-      out.push_back(pid);
-    }
+    std::optional<broker::internal::ProcStat> stat =
+        broker::internal::ReadProcStat(pid);
+    if (stat && stat->ppid == parent) out.push_back(pid);
   }
   return out;
 }

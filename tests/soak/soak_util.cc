@@ -38,14 +38,10 @@ int PollMs(absl::Time deadline) {
   return static_cast<int>(absl::ToInt64Milliseconds(left)) + 1;
 }
 
-// ReadFd: a /proc file of a process that exits under the read fails with
+// ReadPath: a /proc file of a process that exits under the read fails with
 // ESRCH, which std::filebuf would throw past an istreambuf_iterator.
 std::string ReadWhole(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::string();
-  std::string text = broker::internal::ReadFd(fd).value_or(std::string());
-  ::close(fd);
-  return text;
+  return broker::internal::ReadPath(path).value_or(std::string());
 }
 
 }  // namespace

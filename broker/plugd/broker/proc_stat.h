@@ -29,6 +29,10 @@ std::optional<ProcStat> ReadProcStat(pid_t pid);
 // istreambuf_iterator's reader.
 std::optional<std::string> ReadProcFile(pid_t pid, absl::string_view name);
 
+// The whole file at `path`, with ReadFd; empty when it cannot be opened or
+// read.
+std::optional<std::string> ReadPath(const std::string& path);
+
 // What is left to read of `fd`, with read(2); empty on a read error (ESRCH
 // from a /proc file of a process that has exited since the open). Does not
 // close `fd`.

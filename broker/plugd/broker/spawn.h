@@ -52,10 +52,10 @@ pid_t CloneVfork(int (*child)(void*), void* arg,
 // parent thread's, cancellation state).
 void ChildWrite(int fd, const void* data, size_t size);
 
-// A close-on-exec, non-blocking pipe with both ends above stderr (so a
-// child's dup2 onto 0-2 cannot replace it), for a kCopied child's errno; 0
-// or the errno of the failure.
-int MakeChildErrorPipe(int fds[2]);
+// pipe2(fds, flags) with both ends moved above stderr (so a child's dup2
+// onto 0-2 cannot replace them; the moved copies are close-on-exec, the
+// other status flags stay); 0 or the errno of the failure, with both fds -1.
+int MakePipeAboveStderr(int fds[2], int flags);
 
 // After CloneVfork returned (the child has exec'd or exited): the errno the
 // child wrote to the pipe, or 0 if it wrote none (it exec'd).
@@ -93,7 +93,9 @@ struct VforkLauncher : bp::posix::default_launcher {
         0,           -1};
     int err_pipe[2] = {-1, -1};
     if (memory == ChildMemory::kCopied) {
-      if (const int err = MakeChildErrorPipe(err_pipe); err != 0) {
+      // Non-blocking: see ReadChildError.
+      if (const int err = MakePipeAboveStderr(err_pipe, O_CLOEXEC | O_NONBLOCK);
+          err != 0) {
         ec.assign(err, bp::system_category());
         return bp::basic_process<Executor>(std::move(exec));
       }
