@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -14,6 +15,10 @@
 #include "process.h"
 
 namespace {
+
+// The signal the signal thread took, 0 until then. Set before it kills the
+// plugin, so a check that ends because of that kill sees it.
+std::atomic<int> g_interrupted{0};
 
 // SIGINT, SIGTERM and SIGHUP end the checker, but never leave a plugin (or
 // anything it started) behind: every descendant is SIGKILLed first. The
@@ -30,6 +35,7 @@ void StartSignalThread() {
     int signo = 0;
     while (sigwait(&set, &signo) != 0) {
     }
+    g_interrupted.store(signo);
     plugd::conform::KillDescendants();
     std::cerr << "plugd-conform: interrupted by signal " << signo
               << "; stopped the plugin\n";
@@ -65,6 +71,11 @@ int main(int argc, char** argv) {
   StartSignalThread();
   const plugd::conform::Report report =
       plugd::conform::RunChecks(parsed.options);
+  if (g_interrupted.load() != 0) {
+    // The checks ended because the signal thread killed the plugin; it ends
+    // the process with 128 + the signal. No report, no exit code of ours.
+    for (;;) pause();
+  }
   std::cout << (parsed.json ? plugd::conform::FormatJson(report)
                             : plugd::conform::FormatHuman(report))
             << std::flush;
