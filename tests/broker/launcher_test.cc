@@ -675,7 +675,9 @@ TEST(LauncherLoopTest, LaunchRightAfterAnExitDoesNotStallTheLoop) {
       }
       auto result = second.get();
       EXPECT_EQ(result.status().code(), code) << result.status();
-      if (result.ok()) EXPECT_TRUE((*result)->Stop().success());
+      if (result.ok()) {
+        EXPECT_TRUE((*result)->Stop().success());
+      }
     }
   }
   EXPECT_TRUE(ChildrenOfThisProcess().empty())

@@ -70,6 +70,12 @@ class Message {
   Level level_;
   std::ostringstream stream_;
 };
+
+// Turns PLUGD_LOG's stream expression into void, so that both arms of its
+// conditional have one type; `&` binds looser than `<<`.
+struct Voidify {
+  void operator&(std::ostream& /*unused*/) {}
+};
 }  // namespace internal
 }  // namespace plugd::log
 
@@ -79,9 +85,13 @@ class Message {
 #define PLUGD_LOG_LEVEL_ERROR ::plugd::log::Level::kError
 
 // PLUGD_LOG(INFO) << "text";  Levels: DEBUG, INFO, WARNING, ERROR.
-#define PLUGD_LOG(level)                                    \
-  if (PLUGD_LOG_LEVEL_##level < ::plugd::log::MinLevel()) { \
-  } else                                                    \
-    ::plugd::log::internal::Message(PLUGD_LOG_LEVEL_##level).stream()
+// One expression (as Abseil's LOG), not an if/else: `if (x) PLUGD_LOG(INFO)
+// << ...; else ...` binds as written, and compilers see no ambiguous else.
+// Nothing after PLUGD_LOG(level) is evaluated below the minimum level.
+#define PLUGD_LOG(level)                               \
+  (PLUGD_LOG_LEVEL_##level < ::plugd::log::MinLevel()) \
+      ? (void)0                                        \
+      : ::plugd::log::internal::Voidify() &            \
+            ::plugd::log::internal::Message(PLUGD_LOG_LEVEL_##level).stream()
 
 #endif  // PLUGD_COMMON_LOG_H_
