@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "plugd/broker/admin.h"
 #include "plugd/broker/config.h"
 #include "plugd/broker/reaper.h"
@@ -30,6 +31,7 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: plugd --config FILE [--admin ADDR] [--check]\n"
+    "             [--mutex-deadlock-detection]\n"
     "\n"
     "The plugd broker: starts the plugins listed in FILE, keeps them running\n"
     "according to their restart policy, and serves the admin API that\n"
@@ -40,6 +42,9 @@ constexpr char kUsage[] =
     "  --admin ADDR    admin socket, overriding the config's `admin`, e.g.\n"
     "                  unix:/tmp/plugd/admin.sock\n"
     "  --check         validate the config, print a summary and exit\n"
+    "  --mutex-deadlock-detection\n"
+    "                  keep Abseil's mutex deadlock detector on (a debugging\n"
+    "                  aid: it checks every lock, gRPC's own included)\n"
     "  --help, -h      this text\n"
     "\n"
     "signals: SIGHUP reloads the config; SIGTERM or SIGINT stops every plugin\n"
@@ -102,6 +107,7 @@ struct Args {
   std::string config;
   std::string admin;
   bool check = false;
+  bool mutex_deadlock_detection = false;
 };
 
 int ParseArgs(int argc, char** argv, Args* args) {
@@ -124,6 +130,8 @@ int ParseArgs(int argc, char** argv, Args* args) {
       return -1;
     } else if (value("--config", &args->config)) {
     } else if (value("--admin", &args->admin)) {
+    } else if (arg == "--mutex-deadlock-detection") {
+      args->mutex_deadlock_detection = true;
     } else if (arg == "--check") {
       args->check = true;
     } else {
@@ -429,6 +437,13 @@ int DaemonMain(int argc, char** argv) {
   Args args;
   if (int code = ParseArgs(argc, argv, &args); code != 0) {
     return code < 0 ? 0 : code;
+  }
+  if (!args.mutex_deadlock_detection) {
+    // Debian builds Abseil without NDEBUG, so every absl::Mutex lock (gRPC's
+    // included) would run the deadlock detector, as release builds of
+    // Abseil do not (docs/performance-notes.md §5). Before any thread starts:
+    // the mode is process-wide.
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   }
   std::unique_ptr<Reaper> reaper;
   if (!args.check) {

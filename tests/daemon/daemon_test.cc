@@ -134,13 +134,15 @@ class DaemonProcess {
  public:
   ~DaemonProcess() { Stop(); }
 
-  // Spawns plugd --config `config`. Does not wait.
-  bool Spawn(const std::string& config) {
+  // Spawns plugd --config `config` `extra`... Does not wait.
+  bool Spawn(const std::string& config, std::vector<std::string> extra = {}) {
     int err[2];
     if (pipe2(err, O_CLOEXEC) != 0) return false;
     std::string bin = Bin("plugd");
     std::vector<char*> argv = {bin.data(), const_cast<char*>("--config"),
-                               const_cast<char*>(config.c_str()), nullptr};
+                               const_cast<char*>(config.c_str())};
+    for (std::string& arg : extra) argv.push_back(arg.data());
+    argv.push_back(nullptr);
     // fork + exec rather than posix_spawn, for PR_SET_PDEATHSIG: a test
     // process killed outright (a ctest timeout, a hang guard's SIGKILL)
     // takes its plugd, and with it plugd's plugins, down too.
@@ -377,10 +379,11 @@ class DaemonTest : public ::testing::Test {
   }
 
   // Writes the config and starts plugd plus an event stream.
-  void StartDaemon(const std::string& plugins_yaml) {
+  void StartDaemon(const std::string& plugins_yaml,
+                   std::vector<std::string> extra_args = {}) {
     WriteFileAtomically(config_, Header() + plugins_yaml);
     daemon_ = std::make_unique<DaemonProcess>();
-    ASSERT_TRUE(daemon_->Spawn(config_));
+    ASSERT_TRUE(daemon_->Spawn(config_, std::move(extra_args)));
     ASSERT_TRUE(daemon_->WaitUntilServing()) << daemon_->Output();
     events_ = std::make_unique<EventStream>(admin_);
   }
@@ -453,6 +456,26 @@ TEST_F(DaemonTest, KilledPluginIsRestartedWithNewPid) {
 }
 
 // 2. A crash loop ends failed; once fixed, `plugctl restart` revives it.
+// plugd turns Abseil's mutex deadlock detector off (Debian's Abseil runs it
+// on every lock); --mutex-deadlock-detection keeps it, in its default mode
+// for such builds: abort on a lock-order cycle. A start, a kill, a restart, a
+// plugctl call and a clean stop with it on: no cycle in the broker's locks,
+// gRPC's included, along that path.
+TEST_F(DaemonTest, RunsWholeCycleUnderTheMutexDeadlockDetector) {
+  StartDaemon(PluginYaml("sdk", {Sdk()}, {"backoff: {initial: 20ms}"}),
+              {"--mutex-deadlock-detection"});
+  const int64_t first = ReadyPid("sdk");
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(kill(static_cast<pid_t>(first), SIGKILL), 0);
+  const int64_t second = ReadyPid("sdk", first);
+  EXPECT_GT(second, 0);
+  EXPECT_NE(second, first);
+  CommandResult list = Ctl({"list"});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_TRUE(absl::StrContains(list.out, absl::StrCat(second))) << list.out;
+  // TearDown stops plugd and expects exit 0: an abort would be SIGABRT.
+}
+
 TEST_F(DaemonTest, CrashLoopEndsFailedAndRestartRevives) {
   std::string marker = dir_ + "/crash";
   { std::ofstream(marker) << "x"; }
