@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/process/v2/process.hpp>
@@ -30,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "goplugin/grpc_controller.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "plugd/broker/launcher_testing.h"
@@ -60,6 +62,55 @@ void SetAfterExecutableVerifiedForTesting(
 }  // namespace internal
 
 namespace {
+
+// The contexts of the launcher's calls being started (IsLauncherCall): a
+// handful at most at any time, so a vector.
+class LauncherCalls {
+ public:
+  static LauncherCalls& Get() {
+    static auto* calls = new LauncherCalls();
+    return *calls;
+  }
+  void Add(const grpc::ClientContext* context) {
+    absl::MutexLock lock(&mu_);
+    contexts_.push_back(context);
+    starting_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void Remove(const grpc::ClientContext* context) {
+    absl::MutexLock lock(&mu_);
+    contexts_.erase(std::find(contexts_.begin(), contexts_.end(), context));
+    starting_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  bool Contains(const grpc::ClientContext* context) {
+    // The thread starting a launcher call sees its own Add; any other
+    // thread's calls are not the launcher's whatever it reads here.
+    if (starting_.load(std::memory_order_relaxed) == 0) return false;
+    absl::MutexLock lock(&mu_);
+    return std::find(contexts_.begin(), contexts_.end(), context) !=
+           contexts_.end();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<const grpc::ClientContext*> contexts_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int> starting_{0};
+};
+
+// Marks `context` as the launcher's while the call on it is started (gRPC
+// creates the call's interceptors then); the call's context must outlive it.
+class LauncherCallMark {
+ public:
+  explicit LauncherCallMark(const grpc::ClientContext* context)
+      : context_(context) {
+    LauncherCalls::Get().Add(context_);
+  }
+  ~LauncherCallMark() { LauncherCalls::Get().Remove(context_); }
+  LauncherCallMark(const LauncherCallMark&) = delete;
+  LauncherCallMark& operator=(const LauncherCallMark&) = delete;
+
+ private:
+  const grpc::ClientContext* const context_;
+};
 
 namespace asio = boost::asio;
 namespace bp = boost::process::v2;
@@ -1028,7 +1079,12 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     grpc::health::v1::HealthCheckRequest request;
     request.set_service(options_.health_service());
     grpc::health::v1::HealthCheckResponse response;
-    grpc::Status status = stub->Check(&context, request, &response);
+    grpc::Status status;
+    {
+      // Blocking: the mark lasts the whole call, which starts no other.
+      LauncherCallMark mark(&context);
+      status = stub->Check(&context, request, &response);
+    }
     if (!status.ok() &&
         status.error_code() != grpc::StatusCode::UNIMPLEMENTED) {
       std::string exited;
@@ -1459,6 +1515,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     call->context.set_deadline(absl::ToChronoTime(absl::Now() + grace));
     shutdown_rpc_pending_ = true;
     auto self = shared_from_this();
+    LauncherCallMark mark(&call->context);
     call->stub->async()->Shutdown(
         &call->context, &call->request, &call->response,
         [self, call](grpc::Status status) {
@@ -1484,6 +1541,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     call->context.set_deadline(absl::ToChronoTime(absl::Now() + grace));
     shutdown_rpc_pending_ = true;
     auto self = shared_from_this();
+    LauncherCallMark mark(&call->context);
     call->stub->async()->Shutdown(
         &call->context, &call->request, &call->response,
         [self, call](grpc::Status status) {
@@ -1739,5 +1797,9 @@ void PluginProcess::AsyncStop(std::optional<absl::Duration> grace,
 }
 
 absl::Status PluginProcess::Signal(int signal) { return impl_->Signal(signal); }
+
+bool IsLauncherCall(const grpc::ClientContext* context) {
+  return LauncherCalls::Get().Contains(context);
+}
 
 }  // namespace plugd::broker

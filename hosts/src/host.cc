@@ -121,13 +121,9 @@ class PluginStatusInterceptorFactory
     // The launcher's own calls on this channel (its connect check, the
     // shutdown calls of Stop) report their failures themselves; rewriting
     // them would name the plugin twice, or wait on a gRPC thread for the
-    // exit the launcher is bringing about.
-    const absl::string_view method = info->method();
-    if (method == "/grpc.health.v1.Health/Check" ||
-        method == "/plugd.v1.Control/Shutdown" ||
-        method == "/plugin.GRPCController/Shutdown") {
-      return nullptr;
-    }
+    // exit the launcher is bringing about. The application's calls of the
+    // same methods are rewritten like any other.
+    if (broker::IsLauncherCall(info->client_context())) return nullptr;
     return new PluginStatusInterceptor(&context_);
   }
 

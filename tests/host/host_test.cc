@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "kv/v1/kv.grpc.pb.h"
 #include "plugd/common/value.h"
@@ -281,6 +282,17 @@ TEST_F(HostTest, PluginKilledMidSessionFailsFastNamingIt) {
   grpc::Status status = kv->Get(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(status.error_message(), HasSubstr("killed by signal 9"));
+
+  // So does the application's own health Check: only the launcher's calls
+  // of that method (its connect check) are left as gRPC says them.
+  auto health = grpc::health::v1::Health::NewStub(arith->channel());
+  grpc::ClientContext check_context;
+  grpc::health::v1::HealthCheckRequest check;
+  grpc::health::v1::HealthCheckResponse health_response;
+  grpc::Status checked = health->Check(&check_context, check, &health_response);
+  EXPECT_EQ(checked.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(checked.error_message(), AllOf(HasSubstr("plugin arith"),
+                                             HasSubstr("killed by signal 9")));
 }
 
 TEST_F(HostTest, StopIsGracefulAndIdempotent) {

@@ -39,6 +39,7 @@
 
 namespace grpc {
 class Channel;
+class ClientContext;
 }  // namespace grpc
 
 namespace plugd::broker {
@@ -174,6 +175,8 @@ struct LaunchOptions {
   // host passes the channel it will call the plugin on, so Launch returns
   // it connected and the first call does not open a second connection
   // (~1.5 ms of a cold start). Unset: the broker's channel (see channel()).
+  // The launcher's own calls on that channel can be told apart in its
+  // interceptors: IsLauncherCall.
   std::function<std::shared_ptr<grpc::Channel>(const std::string& target)>
       make_channel;
   // When set, the plugin speaks HashiCorp go-plugin rather than plugd's own
@@ -310,6 +313,15 @@ class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
   // which may outlive this object by a little while a stop completes.
   std::shared_ptr<Impl> impl_;
 };
+
+// True for the context of a call the launcher itself makes on a plugin's
+// channel (the connect check's health Check, Control.Shutdown, go-plugin's
+// GRPCController.Shutdown), while that call is being started. For a client
+// interceptor factory on a channel from LaunchOptions::make_channel, given
+// ClientRpcInfo::client_context(): gRPC creates a call's interceptors when
+// the call starts. The same methods called by anyone else are not the
+// launcher's. One relaxed atomic load unless a launcher call is starting.
+bool IsLauncherCall(const grpc::ClientContext* context);
 
 // Waits, without polling, until no process is left in process group `pgid`:
 // finds its members (/proc), SIGKILLs them, and waits on their pidfds.
