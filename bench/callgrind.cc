@@ -14,6 +14,8 @@
 #include "bench.h"
 #include "clients.h"
 #include "daemon.h"
+#include "plugd/common/allocator.h"
+#include "plugd/common/protocol.h"
 
 namespace plugd::bench {
 namespace {
@@ -149,6 +151,8 @@ int CallgrindClientMain(const std::string& kind, const std::string& broker,
     plugin = *p;
     target = std::make_unique<GrpcTarget>(plugin->channel());
   } else if (kind == "grpc") {
+    // What Host::Create does to the process (plugd's setting for the client).
+    TuneAllocator(kDefaultMaxMessageBytes);
     const std::string socket = tmp.File("s.sock");
     absl::StatusOr<std::unique_ptr<Child>> s =
         StartEchoServer("grpc-plugd", socket);

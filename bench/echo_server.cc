@@ -5,12 +5,14 @@
 //   bench-echo-server --mode grpc-default --socket /tmp/x/s.sock
 //   bench-echo-server --mode raw          --socket /tmp/x/s.sock
 //
-// grpc-plugd serves echo.v1.Echo (the same handler class as plugd-echo) with
-// the server settings the plugd C++ SDK uses (64 MiB message limits); no
-// plugd services, no interceptor. grpc-default serves it with gRPC's
-// defaults. raw is the floor: a Unix stream socket that echoes messages
-// framed as a 4-byte little-endian length and the bytes, one connection at a
-// time, no gRPC at all.
+// grpc-plugd serves echo.v1.Echo (the same handler class as plugd-echo)
+// configured as the plugd C++ SDK configures a plugin: 64 MiB message
+// limits, malloc tuned for large messages (plugd::TuneAllocator) and Abseil's
+// mutex deadlock detector off; no plugd services, no interceptor. So plugd
+// against it is plugd's own overhead. grpc-default serves it with gRPC's,
+// glibc's and Debian's Abseil's defaults. raw is the floor: a Unix stream
+// socket that echoes messages framed as a 4-byte little-endian length and the
+// bytes, one connection at a time, no gRPC at all.
 //
 // It prints "READY" on stdout once it accepts connections and exits 0 on
 // SIGTERM or SIGINT (after a graceful gRPC shutdown, so that a profiler
@@ -29,7 +31,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "echo_service.h"
+#include "plugd/common/allocator.h"
 #include "raw_io.h"
 
 namespace {
@@ -100,6 +104,12 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (mode == "grpc-plugd") {
+    // What plugd::sdk::Serve does before starting its server.
+    plugd::TuneAllocator(kPlugdMaxMessageBytes);
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
 
   std::unique_ptr<grpc::Server> server;
   plugd::bench::EchoService echo;
