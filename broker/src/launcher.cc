@@ -1518,7 +1518,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     LauncherCallMark mark(&call->context);
     call->stub->async()->Shutdown(
         &call->context, &call->request, &call->response,
-        [self, call](grpc::Status status) {
+        [self, call](const grpc::Status& status) {
           // A gRPC thread: hand the result to the loop.
           self->loop_.Post([self, status] { self->OnShutdownReply(status); });
         });
@@ -1544,7 +1544,7 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
     LauncherCallMark mark(&call->context);
     call->stub->async()->Shutdown(
         &call->context, &call->request, &call->response,
-        [self, call](grpc::Status status) {
+        [self, call](const grpc::Status& status) {
           self->loop_.Post([self, status] {
             self->OnShutdownReply(status.error_code() ==
                                           grpc::StatusCode::UNIMPLEMENTED
