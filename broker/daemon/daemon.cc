@@ -43,8 +43,9 @@ constexpr char kUsage[] =
     "                  unix:/tmp/plugd/admin.sock\n"
     "  --check         validate the config, print a summary and exit\n"
     "  --mutex-deadlock-detection\n"
-    "                  keep Abseil's mutex deadlock detector on (a debugging\n"
-    "                  aid: it checks every lock, gRPC's own included)\n"
+    "                  turn Abseil's mutex deadlock detector on, aborting on\n"
+    "                  a lock-order cycle (a debugging aid: it checks every\n"
+    "                  lock, gRPC's own included; off by default)\n"
     "  --help, -h      this text\n"
     "\n"
     "signals: SIGHUP reloads the config; SIGTERM or SIGINT stops every plugin\n"
@@ -205,7 +206,11 @@ class Daemon {
     PLUGD_LOG(INFO) << "plugd " << PLUGD_VERSION << " (pid " << getpid()
                     << ") serving the admin API on " << admin_->address()
                     << "; config " << args_.config << ", " << specs.size()
-                    << " plugin(s)";
+                    << " plugin(s)"
+                    << (args_.mutex_deadlock_detection
+                            ? "; Abseil's mutex deadlock detector on (abort "
+                              "on a lock-order cycle)"
+                            : "");
     for (auto& [name, spec] : specs) {
       absl::Status added = supervisor_->Add(spec);
       if (!added.ok()) PLUGD_LOG(ERROR) << added.message();
@@ -438,13 +443,14 @@ int DaemonMain(int argc, char** argv) {
   if (int code = ParseArgs(argc, argv, &args); code != 0) {
     return code < 0 ? 0 : code;
   }
-  if (!args.mutex_deadlock_detection) {
-    // Debian builds Abseil without NDEBUG, so every absl::Mutex lock (gRPC's
-    // included) would run the deadlock detector, as release builds of
-    // Abseil do not (docs/performance-notes.md §5). Before any thread starts:
-    // the mode is process-wide.
-    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  }
+  // Debian builds Abseil without NDEBUG, so every absl::Mutex lock (gRPC's
+  // included) would run the deadlock detector, as release builds of Abseil
+  // do not (docs/performance-notes.md §5). Set before any thread starts: the
+  // mode is process-wide. --mutex-deadlock-detection asks for it explicitly
+  // (it has an effect only where Abseil was built without NDEBUG).
+  absl::SetMutexDeadlockDetectionMode(args.mutex_deadlock_detection
+                                          ? absl::OnDeadlockCycle::kAbort
+                                          : absl::OnDeadlockCycle::kIgnore);
   std::unique_ptr<Reaper> reaper;
   if (!args.check) {
     // Forked now, while this process has a single thread.

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <utility>
@@ -25,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "plugd/broker/event_loop.h"
 #include "plugd/broker/socket.h"
@@ -190,6 +192,60 @@ TEST_F(LauncherTest, MakeChannelMakesTheConnectCheckChannelAndItIsKept) {
   EXPECT_EQ(p.channel(), made);
   EXPECT_EQ(made->GetState(/*try_to_connect=*/false), GRPC_CHANNEL_READY);
   EXPECT_TRUE(p.Stop().success());  // Control.Shutdown over it
+}
+
+// Records every call started on a channel, as a host's interceptor factory
+// sees it: its method and whether it is one of the launcher's own calls.
+class CallRecorder
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  using Call = std::pair<std::string, bool>;
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.emplace_back(info->method(), IsLauncherCall(info->client_context()));
+    return nullptr;
+  }
+  std::vector<Call> calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Call> calls_;
+};
+
+TEST_F(LauncherTest, ItsOwnCallsOnAMadeChannelAreToldFromTheApplications) {
+  LaunchOptions options = Options("ok");
+  CallRecorder* recorder = nullptr;  // owned by the channel
+  options.make_channel = [&](const std::string& target) {
+    auto factory = std::make_unique<CallRecorder>();
+    recorder = factory.get();
+    std::vector<
+        std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+        factories;
+    factories.push_back(std::move(factory));
+    return grpc::experimental::CreateCustomChannelWithInterceptors(
+        target, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(),
+        std::move(factories));
+  };
+  auto plugin = Launch(std::move(options));
+  ASSERT_TRUE(plugin.ok()) << plugin.status();
+  ASSERT_NE(recorder, nullptr);
+  // The application's own health Check, on the same channel.
+  auto health = grpc::health::v1::Health::NewStub((*plugin)->channel());
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  health->Check(&context, request, &response);
+  EXPECT_TRUE((*plugin)->Stop().success());  // Control.Shutdown
+  using Call = CallRecorder::Call;
+  EXPECT_THAT(recorder->calls(),
+              ::testing::ElementsAre(
+                  Call{"/grpc.health.v1.Health/Check", true},  // connect check
+                  Call{"/grpc.health.v1.Health/Check", false},
+                  Call{"/plugd.v1.Control/Shutdown", true}));
 }
 
 TEST_F(LauncherTest, NoHostDescriptorLeaksIntoThePlugin) {

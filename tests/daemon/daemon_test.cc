@@ -455,10 +455,9 @@ TEST_F(DaemonTest, KilledPluginIsRestartedWithNewPid) {
   EXPECT_EQ(status.restarts(), 1u);
 }
 
-// 2. A crash loop ends failed; once fixed, `plugctl restart` revives it.
 // plugd turns Abseil's mutex deadlock detector off (Debian's Abseil runs it
-// on every lock); --mutex-deadlock-detection keeps it, in its default mode
-// for such builds: abort on a lock-order cycle. A start, a kill, a restart, a
+// on every lock); --mutex-deadlock-detection turns it on, aborting on a
+// lock-order cycle (plugd says so at start). A start, a kill, a restart, a
 // plugctl call and a clean stop with it on: no cycle in the broker's locks,
 // gRPC's included, along that path.
 TEST_F(DaemonTest, RunsWholeCycleUnderTheMutexDeadlockDetector) {
@@ -473,9 +472,13 @@ TEST_F(DaemonTest, RunsWholeCycleUnderTheMutexDeadlockDetector) {
   CommandResult list = Ctl({"list"});
   EXPECT_EQ(list.exit_code, 0) << list.err;
   EXPECT_TRUE(absl::StrContains(list.out, absl::StrCat(second))) << list.out;
+  EXPECT_TRUE(absl::StrContains(daemon_->Output(),
+                                "Abseil's mutex deadlock detector on"))
+      << daemon_->Output();
   // TearDown stops plugd and expects exit 0: an abort would be SIGABRT.
 }
 
+// 2. A crash loop ends failed; once fixed, `plugctl restart` revives it.
 TEST_F(DaemonTest, CrashLoopEndsFailedAndRestartRevives) {
   std::string marker = dir_ + "/crash";
   { std::ofstream(marker) << "x"; }

@@ -316,11 +316,13 @@ class PluginProcess : public std::enable_shared_from_this<PluginProcess> {
 
 // True for the context of a call the launcher itself makes on a plugin's
 // channel (the connect check's health Check, Control.Shutdown, go-plugin's
-// GRPCController.Shutdown), while that call is being started. For a client
-// interceptor factory on a channel from LaunchOptions::make_channel, given
-// ClientRpcInfo::client_context(): gRPC creates a call's interceptors when
-// the call starts. The same methods called by anyone else are not the
-// launcher's. One relaxed atomic load unless a launcher call is starting.
+// GRPCController.Shutdown), while that call is being started (the connect
+// check is a blocking call: for the whole of it, at most start_timeout). For
+// a client interceptor factory on a channel from LaunchOptions::make_channel,
+// given ClientRpcInfo::client_context(): gRPC creates a call's interceptors
+// when the call starts. The same methods called by anyone else are not the
+// launcher's. One relaxed atomic load while no launcher call is marked, a
+// leaf mutex and a scan of a few pointers while one is.
 bool IsLauncherCall(const grpc::ClientContext* context);
 
 // Waits, without polling, until no process is left in process group `pgid`:

@@ -87,7 +87,8 @@ struct Voidify {
 // PLUGD_LOG(INFO) << "text";  Levels: DEBUG, INFO, WARNING, ERROR.
 // One expression (as Abseil's LOG), not an if/else: `if (x) PLUGD_LOG(INFO)
 // << ...; else ...` binds as written, and compilers see no ambiguous else.
-// Nothing after PLUGD_LOG(level) is evaluated below the minimum level.
+// Below the minimum level nothing in the `<<` chain is evaluated (a comma
+// after the chain would end the conditional: do not write one).
 #define PLUGD_LOG(level)                               \
   (PLUGD_LOG_LEVEL_##level < ::plugd::log::MinLevel()) \
       ? (void)0                                        \

@@ -306,8 +306,9 @@ class Plugin {
 // setting to the application, whose process it is. An application that does
 // not want it calls, at the start of main:
 //   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-// which takes ~17 % off the host side of a call (98.5k -> 81.9k instructions
-// per 64 B call under callgrind; docs/performance-notes.md section 5).
+// which takes 14-17 % off the host side of a call (98.5k -> 81.9k and
+// 97.4k -> 83.6k instructions per 64 B call under callgrind in two pairs;
+// docs/performance-notes.md section 5).
 class Host {
  public:
   static absl::StatusOr<std::unique_ptr<Host>> Create(HostOptions options = {});
