@@ -31,9 +31,9 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "echo_service.h"
 #include "plugd/common/allocator.h"
+#include "plugd/common/deadlock_detection.h"
 #include "raw_io.h"
 
 namespace {
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
   if (mode == "grpc-plugd") {
     // What plugd::sdk::Serve does before starting its server.
     plugd::TuneAllocator(kPlugdMaxMessageBytes);
-    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+    plugd::SetMutexDeadlockDetection(false);
   }
 
   std::unique_ptr<grpc::Server> server;

@@ -17,10 +17,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "plugd/broker/admin.h"
 #include "plugd/broker/config.h"
 #include "plugd/broker/reaper.h"
+#include "plugd/common/deadlock_detection.h"
 #include "plugd/common/exec_policy.h"
 #include "plugd/common/log.h"
 #include "plugd/common/protocol.h"
@@ -443,14 +443,8 @@ int DaemonMain(int argc, char** argv) {
   if (int code = ParseArgs(argc, argv, &args); code != 0) {
     return code < 0 ? 0 : code;
   }
-  // Debian builds Abseil without NDEBUG, so every absl::Mutex lock (gRPC's
-  // included) would run the deadlock detector, as release builds of Abseil
-  // do not (docs/performance-notes.md §5). Set before any thread starts: the
-  // mode is process-wide. --mutex-deadlock-detection asks for it explicitly
-  // (it has an effect only where Abseil was built without NDEBUG).
-  absl::SetMutexDeadlockDetectionMode(args.mutex_deadlock_detection
-                                          ? absl::OnDeadlockCycle::kAbort
-                                          : absl::OnDeadlockCycle::kIgnore);
+  // Before the reaper's fork and any thread.
+  SetMutexDeadlockDetection(args.mutex_deadlock_detection);
   std::unique_ptr<Reaper> reaper;
   if (!args.check) {
     // Forked now, while this process has a single thread.

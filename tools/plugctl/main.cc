@@ -8,8 +8,8 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "cli.h"
+#include "plugd/common/deadlock_detection.h"
 #include "run.h"
 
 namespace {
@@ -65,10 +65,7 @@ int main(int argc, char** argv) {
     case ParseResult::Kind::kRun:
       break;
   }
-  // Debian's Abseil is built without NDEBUG: without this, every
-  // absl::Mutex lock (gRPC's included) runs the deadlock detector, which
-  // release builds of Abseil leave off (docs/performance-notes.md §5).
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  plugd::SetMutexDeadlockDetection(false);  // before gRPC's threads
   plugd::plugctl::Interrupter interrupter;
   int code;
   {

@@ -33,6 +33,7 @@
 #include "goplugin/grpc_controller.grpc.pb.h"
 #include "health_service.h"
 #include "plugd/common/allocator.h"
+#include "plugd/common/deadlock_detection.h"
 #include "plugd/common/log.h"
 #include "plugd/common/peer_auth.h"
 #include "plugd/common/protocol.h"
@@ -691,10 +692,8 @@ int Plugin::Serve() {
     const plugd::AllocatorTuning tuning = plugd::TuneAllocator(*max_message);
     PLUGD_LOG(DEBUG) << tuning.description;
   }
-  if (!info_.mutex_deadlock_detection) {
-    // Before gRPC's threads start: the mode is a process-wide setting.
-    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  }
+  // Before gRPC's threads start: the mode is a process-wide setting.
+  plugd::SetMutexDeadlockDetection(info_.mutex_deadlock_detection);
   absl::StatusOr<int64_t> grace_ms = internal::EnvInt(
       plugd::kEnvShutdownGraceMs, 5000, 0, int64_t{24} * 3600 * 1000);
   if (!grace_ms.ok()) return fail(grace_ms.status().message());

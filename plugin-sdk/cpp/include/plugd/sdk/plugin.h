@@ -79,8 +79,9 @@ struct PluginInfo {
   // Abseil's mutex deadlock detector. Debian's Abseil is built without
   // NDEBUG, so it runs on every absl::Mutex lock, gRPC's own locks
   // included: ~12,000 instructions of a 64-byte call's ~69,000 on the
-  // plugin side (docs/performance-notes.md §5). Serve() turns it off
-  // (absl::SetMutexDeadlockDetectionMode(kIgnore)) unless this is true.
+  // plugin side (docs/performance-notes.md §5). Serve() turns it off, or on
+  // (aborting on a lock-order cycle) when this is true
+  // (plugd::SetMutexDeadlockDetection).
   bool mutex_deadlock_detection = false;
 };
 
