@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <regex>
 
 #include "absl/strings/str_cat.h"
@@ -99,6 +100,18 @@ double MeasureThroughput(const std::shared_ptr<grpc::Channel>& channel,
     return 0;
   }
   return static_cast<double>(calls) / (static_cast<double>(t1 - t0) / 1e9);
+}
+
+// `rounds` rounds of `a` then `b`, the order swapped every round (a b, b a,
+// a b, ...), so that background load falls on both alike; stops at the first
+// that returns false.
+void AlternateRounds(int rounds, const std::function<bool()>& a,
+                     const std::function<bool()>& b) {
+  for (int r = 0; r < rounds; ++r) {
+    const std::function<bool()>& first = r % 2 == 0 ? a : b;
+    const std::function<bool()>& second = r % 2 == 0 ? b : a;
+    if (!first() || !second()) return;
+  }
 }
 
 }  // namespace
@@ -301,25 +314,26 @@ void RunCalls(Context& ctx) {
         const int calls = std::max(1, CallsFor(ctx, size) / peer_rounds);
         std::string error;
         Samples plugd_p50, plugd_p99, go_p50, go_p99;
-        for (int r = 0; r < peer_rounds && error.empty(); ++r) {
-          for (int turn = 0; turn < 2; ++turn) {
-            if ((turn + r) % 2 == 0) {
+        AlternateRounds(
+            peer_rounds,
+            [&] {
               std::vector<Samples> s =
                   MeasureLatency({&t_plugd}, payload, calls, 1, &error);
-              if (s.empty()) break;
+              if (s.empty()) return false;
               plugd_p50.Add(s[0].Median());
               plugd_p99.Add(s[0].Percentile(99));
-            } else {
+              return true;
+            },
+            [&] {
               auto go = RunGoPluginHost("latency", size, calls, 1, one);
               if (!go.ok()) {
                 error = std::string(go.status().message());
-                break;
+                return false;
               }
               go_p50.Add((*go)["p50_us"]);
               go_p99.Add((*go)["p99_us"]);
-            }
-          }
-        }
+              return true;
+            });
         if (!error.empty() || plugd_p50.empty() || go_p50.empty()) {
           report.Skip(sc3, "go-plugin latency " + SizeName(size), error);
           continue;
@@ -335,23 +349,24 @@ void RunCalls(Context& ctx) {
       const int throughput_rounds = peer_rounds > 1 ? 3 : 1;
       std::string error;
       Samples plugd_rate, go_rate;
-      for (int r = 0; r < throughput_rounds && error.empty(); ++r) {
-        for (int turn = 0; turn < 2; ++turn) {
-          if ((turn + r) % 2 == 0) {
+      AlternateRounds(
+          throughput_rounds,
+          [&] {
             double p = MeasureThroughput(plugd->channel(), 8, calls,
                                          Payload(64), &error);
-            if (p == 0) break;
+            if (p == 0) return false;
             plugd_rate.Add(p);
-          } else {
+            return true;
+          },
+          [&] {
             auto go = RunGoPluginHost("throughput", 64, calls, 8, one);
             if (!go.ok()) {
               error = std::string(go.status().message());
-              break;
+              return false;
             }
             go_rate.Add((*go)["calls_per_s"]);
-          }
-        }
-      }
+            return true;
+          });
       if (!error.empty() || plugd_rate.empty() || go_rate.empty()) {
         report.Skip(sc3, "go-plugin throughput", error);
         continue;
