@@ -4,11 +4,15 @@
 #include <google/protobuf/message_lite.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/impl/client_unary_call.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/impl/rpc_method.h>
 #include <grpcpp/support/byte_buffer.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <utility>
 
@@ -37,6 +41,41 @@ bool IsGeneratedMethod(absl::string_view path) {
   return service != nullptr &&
          service->FindMethodByName(std::string(path.substr(slash + 1))) !=
              nullptr;
+}
+
+// Whether `p` points into the calling thread's stack. The bounds are read
+// once per thread (pthread_getattr_np reads /proc/self/maps for the main
+// thread).
+bool OnThisThreadsStack(const void* p) {
+  struct Bounds {
+    uintptr_t low = 0;
+    uintptr_t high = 0;
+  };
+  thread_local const Bounds bounds = [] {
+    Bounds b;
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return b;
+    void* low = nullptr;
+    size_t size = 0;
+    if (pthread_attr_getstack(&attr, &low, &size) == 0) {
+      b.low = reinterpret_cast<uintptr_t>(low);
+      b.high = b.low + size;
+    }
+    pthread_attr_destroy(&attr);
+    return b;
+  }();
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  return a >= bounds.low && a < bounds.high;
+}
+
+// Whether the hijacked call is a blocking one, made by the thread running
+// the interceptor, which waits for it. gRPC's blocking unary call keeps its
+// operations (of which `methods` is a part) and the status it fills on its
+// own stack frame (grpc::internal::BlockingUnaryCallImpl); asynchronous and
+// callback calls allocate them in the call's arena.
+bool IsBlockingCall(InterceptorBatchMethods* methods) {
+  return OnThisThreadsStack(methods) &&
+         OnThisThreadsStack(methods->GetRecvStatus());
 }
 
 std::set<std::string> GeneratedOnly(std::set<std::string> methods) {
@@ -76,20 +115,26 @@ class IdempotentRetryInterceptor : public Interceptor {
       methods->Proceed();
       return;
     }
-    // The hijacked receive ops: answered (and Proceed called) when the last
-    // round ends, from the thread that completes it; nothing blocks here.
+    // The hijacked receive ops. A blocking call's rounds run here, on the
+    // caller's thread, which waits for the call anyway: each round reads its
+    // answer on this thread, as the call itself would have. Other calls' are
+    // answered (and Proceed called) when the last round ends, from the
+    // thread that completes it; nothing blocks here.
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_RECV_STATUS)) {
       recv_methods_ = methods;
-      stub_ = std::make_unique<grpc::GenericStub>(
-          std::shared_ptr<grpc::ChannelInterface>(
-              methods->GetInterceptedChannel()));
+      channel_ = methods->GetInterceptedChannel();
       deadline_ = info_->client_context()->deadline();
       if (call_timeout_ > absl::ZeroDuration()) {
         deadline_ = std::min(deadline_,
                              absl::ToChronoTime(absl::Now() + call_timeout_));
       }
-      StartRound();
+      if (IsBlockingCall(methods)) {
+        RunBlockingRounds();
+      } else {
+        stub_ = std::make_unique<grpc::GenericStub>(channel_);
+        StartRound();
+      }
       return;
     }
     methods->Proceed();
@@ -104,9 +149,8 @@ class IdempotentRetryInterceptor : public Interceptor {
     to->insert(from.begin(), from.end());
   }
 
-  // One round: the call again, through the rest of the channel. Its
-  // completion starts the next round or answers the hijacked receive ops.
-  void StartRound() {
+  // The context of the next round: the call's deadline and metadata.
+  void NewRoundContext() {
     ++round_;
     context_ = std::make_unique<grpc::ClientContext>();
     context_->set_deadline(deadline_);
@@ -114,6 +158,25 @@ class IdempotentRetryInterceptor : public Interceptor {
       context_->AddMetadata(key, value);
     }
     response_.Clear();
+  }
+
+  // The rounds of a blocking call, one after the other on this thread.
+  void RunBlockingRounds() {
+    const grpc::internal::RpcMethod method(
+        info_->method(), grpc::internal::RpcMethod::NORMAL_RPC);
+    do {
+      NewRoundContext();
+      status_ =
+          grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+              channel_.get(), method, context_.get(), request_, &response_);
+    } while (ShouldRetry());
+    Answer();
+  }
+
+  // One round: the call again, through the rest of the channel. Its
+  // completion starts the next round or answers the hijacked receive ops.
+  void StartRound() {
+    NewRoundContext();
     stub_->UnaryCall(context_.get(), info_->method(), grpc::StubOptions(),
                      &request_, &response_, [this](grpc::Status s) {
                        status_ = std::move(s);
@@ -174,7 +237,9 @@ class IdempotentRetryInterceptor : public Interceptor {
   grpc::ByteBuffer request_;
   std::multimap<std::string, std::string> metadata_;
   InterceptorBatchMethods* recv_methods_ = nullptr;  // the hijacked ops
-  std::unique_ptr<grpc::GenericStub> stub_;
+  // The rest of the channel (the interceptors after this one).
+  std::shared_ptr<grpc::ChannelInterface> channel_;
+  std::unique_ptr<grpc::GenericStub> stub_;  // rounds of a non-blocking call
   std::chrono::system_clock::time_point deadline_;
   int round_ = 0;
   std::unique_ptr<grpc::ClientContext> context_;  // the last round's
@@ -200,7 +265,7 @@ bool RetryWindow::IsOpen() const {
 }
 
 IdempotentRetryInterceptorFactory::IdempotentRetryInterceptorFactory(
-    std::string plugin, std::set<std::string> methods,
+    const std::string& plugin, std::set<std::string> methods,
     absl::Duration call_timeout, std::shared_ptr<const RetryWindow> window)
     : tombstone_prefix_(absl::StrCat("plugin ", plugin, " is ")),
       methods_(GeneratedOnly(std::move(methods))),

@@ -25,13 +25,17 @@
 //       target, creds, args, std::move(f));
 //
 // Scope and limits:
-// - Unary calls, blocking, asynchronous (completion queue) or callback: the
-//   rounds are callback calls, chained from each one's completion, and the
-//   hijacked call completes from the last one's; no thread waits for them
-//   (a blocking wait here would hold a thread of gRPC's callback pool or of
-//   the caller's completion queue, and deadlock once all are held). An
-//   asynchronous call whose caller reads the initial metadata before
-//   Finish, and streams, pass through unchanged (gRPC's 5 attempts).
+// - Unary calls, blocking, asynchronous (completion queue) or callback. A
+//   blocking call's rounds are blocking calls on the caller's thread, which
+//   waits for the call anyway, so each answer is read on that thread as the
+//   call's own would have been (told apart by where gRPC keeps the call's
+//   operations: on the caller's stack only for a blocking call). Other
+//   calls' rounds are callback calls, chained from each one's completion,
+//   and the hijacked call completes from the last one's; no thread waits
+//   for them (a blocking wait here would hold a thread of gRPC's callback
+//   pool or of the caller's completion queue, and deadlock once all are
+//   held). An asynchronous call whose caller reads the initial metadata
+//   before Finish, and streams, pass through unchanged (gRPC's 5 attempts).
 // - Only methods whose request and response are generated protobuf messages
 //   (every method in the generated pool; all plugd stubs are).
 // - The call's deadline (capped at call_timeout), initial metadata and the
@@ -41,9 +45,10 @@
 //   flight; the deadline still bounds it.
 // - Must be the last interceptor of the channel: the rounds go through the
 //   interceptors after it, and the ones before see one call.
-// - Taking a call over costs a second call object and a hop through gRPC's
-//   callback threads (16,000-20,000 instructions on the host side of a 64 B
-//   call: plugd-bench's callgrind scenario, docs/benchmarks.md). With a
+// - Taking a call over costs a second call object (16,000-20,000
+//   instructions on the host side of a 64 B call: plugd-bench's callgrind
+//   scenario, docs/benchmarks.md) and, for a non-blocking call, a hop
+//   through gRPC's callback threads. With a
 //   RetryWindow (RetryMode::kWhileUnstable), only calls started while it
 //   is open are taken over; the host library opens it for a while each time
 //   the plugin exits, so calls to a plugin that has been stable pay nothing
@@ -96,7 +101,7 @@ class IdempotentRetryInterceptorFactory
   // zero: no cap). `window`: take calls over only while it is open (null:
   // always).
   IdempotentRetryInterceptorFactory(
-      std::string plugin, std::set<std::string> methods,
+      const std::string& plugin, std::set<std::string> methods,
       absl::Duration call_timeout,
       std::shared_ptr<const RetryWindow> window = nullptr);
 

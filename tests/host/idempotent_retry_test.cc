@@ -9,17 +9,23 @@
 #include "idempotent_retry.h"
 
 #include <grpcpp/completion_queue.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/client_interceptor.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "plugd/common/channel.h"
 #include "plugd/host/host.h"
 #include "plugd/v1/plugin.grpc.pb.h"
 #include "test_util.h"
@@ -245,7 +251,7 @@ TEST_F(IdempotentRetryTest, ChainedCallbackCallsDoNotHoldCallbackThreads) {
           absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
       response.Clear();
       stub->async()->ListFunctions(
-          context.get(), &request, &response, [this](grpc::Status s) {
+          context.get(), &request, &response, [this](const grpc::Status& s) {
             if (s.ok() && response.functions_size() == 1) {
               ++ok_calls;
             } else if (first_error.empty()) {
@@ -271,6 +277,105 @@ TEST_F(IdempotentRetryTest, ChainedCallbackCallsDoNotHoldCallbackThreads) {
         << "a chain of callback calls is stuck";
     EXPECT_EQ(chain->ok_calls, kCallsPerChain) << chain->first_error;
   }
+}
+
+// Records the thread on which each call through it reads its status: put
+// after the retry interceptor, it sees the rounds of the calls taken over.
+class StatusThreadRecorder : public grpc::experimental::Interceptor {
+ public:
+  explicit StatusThreadRecorder(std::vector<std::thread::id>* threads,
+                                absl::Mutex* mu)
+      : threads_(threads), mu_(mu) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
+    if (m->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::POST_RECV_STATUS)) {
+      absl::MutexLock lock(mu_);
+      threads_->push_back(std::this_thread::get_id());
+    }
+    m->Proceed();
+  }
+
+ private:
+  std::vector<std::thread::id>* threads_;
+  absl::Mutex* mu_;
+};
+
+class StatusThreadRecorderFactory
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new StatusThreadRecorder(&threads, &mu);
+  }
+  absl::Mutex mu;
+  std::vector<std::thread::id> threads ABSL_GUARDED_BY(mu);
+};
+
+// A blocking call taken over runs its rounds on the caller's thread, which
+// waits for it anyway: each round's answer is read there, as the call's
+// own would be, not handed over from gRPC's callback threads (a wake-up
+// more per call). A callback call's rounds complete on those threads.
+TEST_F(IdempotentRetryTest, BlockingCallsRoundsRunOnTheCallersThread) {
+  SetDeaths(2);
+  auto* recorder = new StatusThreadRecorderFactory;  // owned by the channel
+  std::vector<
+      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      factories;
+  factories.push_back(std::make_unique<IdempotentRetryInterceptorFactory>(
+      "dier", std::set<std::string>{"/plugd.v1.Functions/ListFunctions"},
+      absl::Seconds(60)));
+  factories.emplace_back(recorder);
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  SetLocalReconnectArguments(&args);
+  // As the host library's channels do: the rounds wait for the restarted
+  // plugin rather than fail while it starts. No retry policy: one attempt
+  // per round.
+  args.SetServiceConfigJSON(
+      R"({"methodConfig": [{"name": [{"service": "plugd.v1.Functions"}],)"
+      R"( "waitForReady": true}]})");
+  auto channel = grpc::experimental::CreateCustomChannelWithInterceptors(
+      plugin_->target(), grpc::InsecureChannelCredentials(), args,
+      std::move(factories));
+  auto stub = v1::Functions::NewStub(channel);
+
+  // Blocking: two rounds die with the plugin, a later one gets through.
+  {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::ListFunctionsResponse response;
+    grpc::Status status =
+        stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(response.functions_size(), 1);
+    EXPECT_EQ(DeathsLeft(), 0);
+  }
+  {
+    absl::MutexLock lock(&recorder->mu);
+    ASSERT_GE(recorder->threads.size(), 3u) << "one status per round";
+    for (const std::thread::id& id : recorder->threads) {
+      EXPECT_EQ(id, std::this_thread::get_id());
+    }
+    recorder->threads.clear();
+  }
+
+  // Callback: the round completes on a callback thread, this one waits.
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::ListFunctionsRequest request;
+  v1::ListFunctionsResponse response;
+  grpc::Status status;
+  absl::Notification done;
+  stub->async()->ListFunctions(&context, &request, &response,
+                               [&](grpc::Status s) {
+                                 status = std::move(s);
+                                 done.Notify();
+                               });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(90)));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  absl::MutexLock lock(&recorder->mu);
+  ASSERT_EQ(recorder->threads.size(), 1u);
+  EXPECT_NE(recorder->threads[0], std::this_thread::get_id());
 }
 
 }  // namespace
