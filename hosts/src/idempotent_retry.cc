@@ -3,10 +3,9 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message_lite.h>
 #include <grpcpp/client_context.h>
+#include <grpcpp/completion_queue.h>
 #include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/impl/client_unary_call.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
-#include <grpcpp/impl/rpc_method.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <pthread.h>
 
@@ -160,17 +159,45 @@ class IdempotentRetryInterceptor : public Interceptor {
     response_.Clear();
   }
 
-  // The rounds of a blocking call, one after the other on this thread.
+  // The rounds of a blocking call, one after the other on this thread,
+  // through its completion queue (which this thread polls, as a blocking
+  // call's own queue would be).
   void RunBlockingRounds() {
-    const grpc::internal::RpcMethod method(
-        info_->method(), grpc::internal::RpcMethod::NORMAL_RPC);
+    grpc::CompletionQueue* cq = ThreadQueue();
+    stub_ = std::make_unique<grpc::GenericStub>(channel_);
     do {
       NewRoundContext();
-      status_ =
-          grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
-              channel_.get(), method, context_.get(), request_, &response_);
+      std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+          stub_->PrepareUnaryCall(context_.get(), info_->method(), request_,
+                                  cq);
+      call->StartCall();
+      call->Finish(&response_, &status_, this);
+      void* tag = nullptr;
+      bool ok = false;
+      if (!cq->Next(&tag, &ok)) {  // not before the thread's end
+        status_ = grpc::Status(grpc::StatusCode::INTERNAL,
+                               "the retry's completion queue shut down");
+        break;
+      }
     } while (ShouldRetry());
     Answer();
+  }
+
+  // A completion queue per thread for the rounds of its blocking calls (one
+  // at a time): creating one per round costs more than the call's work.
+  static grpc::CompletionQueue* ThreadQueue() {
+    struct Queue {
+      grpc::CompletionQueue cq;
+      ~Queue() {
+        cq.Shutdown();
+        void* tag = nullptr;
+        bool ok = false;
+        while (cq.Next(&tag, &ok)) {
+        }
+      }
+    };
+    thread_local Queue queue;
+    return &queue.cq;
   }
 
   // One round: the call again, through the rest of the channel. Its

@@ -359,6 +359,27 @@ TEST_F(IdempotentRetryTest, BlockingCallsRoundsRunOnTheCallersThread) {
     recorder->threads.clear();
   }
 
+  // From a thread that then ends: the rounds' completion queue of that
+  // thread is shut down and drained as it ends (join would hang otherwise).
+  std::thread::id other;
+  grpc::Status other_status;
+  std::thread caller([&] {
+    other = std::this_thread::get_id();
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::ListFunctionsResponse response;
+    other_status =
+        stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+  });
+  caller.join();
+  ASSERT_TRUE(other_status.ok()) << other_status.error_message();
+  {
+    absl::MutexLock lock(&recorder->mu);
+    ASSERT_EQ(recorder->threads.size(), 1u);
+    EXPECT_EQ(recorder->threads[0], other);
+    recorder->threads.clear();
+  }
+
   // Callback: the round completes on a callback thread, this one waits.
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
