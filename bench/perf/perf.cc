@@ -4,6 +4,7 @@
 //   plugd-perf --target plugd|bare|raw --mode latency|throughput|coldstart
 //              [--payload BYTES] [--calls N] [--inflight K]
 //              [--plugin-arg ARG]... [--no-tune-allocator]
+//              [--supervised always|while-unstable]
 //
 // Targets: plugd = plugd-perf-echo launched through the host library, called
 // through echo.v1 stubs on Plugin::channel(); bare = perf-bare-echo, a bare
@@ -44,6 +45,9 @@ struct Options {
   int inflight = 8;
   std::vector<std::string> plugin_args;
   bool tune_allocator = true;
+  // "": an unsupervised launch; "always" / "while-unstable": supervised,
+  // with that RetryMode (the typed call of plugd-bench's scenarios).
+  std::string retry_mode;
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -83,6 +87,12 @@ class PlugdServer final : public Server {
     options.name = "echo" + std::to_string(n);
     options.command = {BinDir() + "/plugd-perf-echo"};
     for (const auto& arg : o.plugin_args) options.command.push_back(arg);
+    if (!o.retry_mode.empty()) {
+      options.supervision = plugd::host::SupervisionOptions();
+      options.retry_mode = o.retry_mode == "always"
+                               ? plugd::host::RetryMode::kAlways
+                               : plugd::host::RetryMode::kWhileUnstable;
+    }
     auto plugin = host->Launch(options);
     if (!plugin.ok()) Die(plugin.status().ToString());
     plugin_ = *plugin;
@@ -252,6 +262,11 @@ int main(int argc, char** argv) {
       o.plugin_args.push_back(value());
     } else if (a == "--no-tune-allocator") {
       o.tune_allocator = false;
+    } else if (a == "--supervised") {
+      o.retry_mode = value();
+      if (o.retry_mode != "always" && o.retry_mode != "while-unstable") {
+        Die("--supervised must be always or while-unstable");
+      }
     } else {
       Die("unknown argument " + a);
     }
