@@ -274,6 +274,9 @@ int main(int argc, char** argv) {
   if (o.target != "plugd" && o.target != "bare" && o.target != "raw") {
     Die("--target must be plugd, bare or raw");
   }
+  if (!o.retry_mode.empty() && o.target != "plugd") {
+    Die("--supervised is for --target plugd only");
+  }
   if (o.target == "raw") {
     RawLatency(o);
     return 0;

@@ -42,10 +42,13 @@ bool IsGeneratedMethod(absl::string_view path) {
              nullptr;
 }
 
-// Whether `p` points into the calling thread's stack. The bounds are read
+// Whether `p` points into a frame of the calling thread's stack that is
+// still live above the current one (an ancestor's). The bounds are read
 // once per thread (pthread_getattr_np reads /proc/self/maps for the main
-// thread).
-bool OnThisThreadsStack(const void* p) {
+// thread, whose reported range may reach down into the heap when the stack
+// size is unlimited: only addresses above the current frame count). A
+// thread running on a stack of its own making (a fiber) gets false.
+bool InAnAncestorsFrame(const void* p) {
   struct Bounds {
     uintptr_t low = 0;
     uintptr_t high = 0;
@@ -63,18 +66,22 @@ bool OnThisThreadsStack(const void* p) {
     pthread_attr_destroy(&attr);
     return b;
   }();
+  const auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   const auto a = reinterpret_cast<uintptr_t>(p);
-  return a >= bounds.low && a < bounds.high;
+  return here >= bounds.low && here < bounds.high && a > here &&
+         a < bounds.high;
 }
 
 // Whether the hijacked call is a blocking one, made by the thread running
 // the interceptor, which waits for it. gRPC's blocking unary call keeps its
-// operations (of which `methods` is a part) and the status it fills on its
-// own stack frame (grpc::internal::BlockingUnaryCallImpl); asynchronous and
-// callback calls allocate them in the call's arena.
+// operations (of which `methods` is a part) and the status it fills in its
+// own stack frame (grpc::internal::BlockingUnaryCallImpl), an ancestor of
+// this one; asynchronous and callback calls allocate their operations in
+// the call's arena (a callback call its status too; an asynchronous one's
+// status is the caller's and may well be on its stack).
 bool IsBlockingCall(InterceptorBatchMethods* methods) {
-  return OnThisThreadsStack(methods) &&
-         OnThisThreadsStack(methods->GetRecvStatus());
+  return InAnAncestorsFrame(methods) &&
+         InAnAncestorsFrame(methods->GetRecvStatus());
 }
 
 std::set<std::string> GeneratedOnly(std::set<std::string> methods) {
@@ -89,10 +96,13 @@ class IdempotentRetryInterceptor : public Interceptor {
  public:
   IdempotentRetryInterceptor(ClientRpcInfo* info,
                              const std::string* tombstone_prefix,
-                             absl::Duration call_timeout)
+                             absl::Duration call_timeout,
+                             CompletionQueuePool* queues)
       : info_(info),
+        method_(info->method()),
         tombstone_prefix_(tombstone_prefix),
-        call_timeout_(call_timeout) {}
+        call_timeout_(call_timeout),
+        queues_(queues) {}
 
   void Intercept(InterceptorBatchMethods* methods) override {
     if (!hijacked_) {
@@ -160,52 +170,31 @@ class IdempotentRetryInterceptor : public Interceptor {
   }
 
   // The rounds of a blocking call, one after the other on this thread,
-  // through its completion queue (which this thread polls, as a blocking
-  // call's own queue would be).
+  // through a completion queue (of the channel's pool) that this thread
+  // polls, as a blocking call's own queue is.
   void RunBlockingRounds() {
-    grpc::CompletionQueue* cq = ThreadQueue();
+    std::unique_ptr<grpc::CompletionQueue> cq = queues_->Take();
     stub_ = std::make_unique<grpc::GenericStub>(channel_);
     do {
       NewRoundContext();
       std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
-          stub_->PrepareUnaryCall(context_.get(), info_->method(), request_,
-                                  cq);
+          stub_->PrepareUnaryCall(context_.get(), method_, request_, cq.get());
       call->StartCall();
       call->Finish(&response_, &status_, this);
       void* tag = nullptr;
       bool ok = false;
-      if (!cq->Next(&tag, &ok)) {  // not before the thread's end
-        status_ = grpc::Status(grpc::StatusCode::INTERNAL,
-                               "the retry's completion queue shut down");
-        break;
-      }
+      cq->Next(&tag, &ok);  // the round's one event: Finish's
     } while (ShouldRetry());
+    queues_->Give(std::move(cq));
     Answer();
-  }
-
-  // A completion queue per thread for the rounds of its blocking calls (one
-  // at a time): creating one per round costs more than the call's work.
-  static grpc::CompletionQueue* ThreadQueue() {
-    struct Queue {
-      grpc::CompletionQueue cq;
-      ~Queue() {
-        cq.Shutdown();
-        void* tag = nullptr;
-        bool ok = false;
-        while (cq.Next(&tag, &ok)) {
-        }
-      }
-    };
-    thread_local Queue queue;
-    return &queue.cq;
   }
 
   // One round: the call again, through the rest of the channel. Its
   // completion starts the next round or answers the hijacked receive ops.
   void StartRound() {
     NewRoundContext();
-    stub_->UnaryCall(context_.get(), info_->method(), grpc::StubOptions(),
-                     &request_, &response_, [this](grpc::Status s) {
+    stub_->UnaryCall(context_.get(), method_, grpc::StubOptions(), &request_,
+                     &response_, [this](grpc::Status s) {
                        status_ = std::move(s);
                        if (ShouldRetry()) {
                          StartRound();
@@ -258,8 +247,11 @@ class IdempotentRetryInterceptor : public Interceptor {
   }
 
   ClientRpcInfo* const info_;
+  // The method's path, for the rounds (their calls keep a pointer to it).
+  const std::string method_;
   const std::string* const tombstone_prefix_;
   const absl::Duration call_timeout_;
+  CompletionQueuePool* const queues_;
   bool hijacked_ = false;
   grpc::ByteBuffer request_;
   std::multimap<std::string, std::string> metadata_;
@@ -275,6 +267,33 @@ class IdempotentRetryInterceptor : public Interceptor {
 };
 
 }  // namespace
+
+CompletionQueuePool::~CompletionQueuePool() {
+  for (const std::unique_ptr<grpc::CompletionQueue>& cq : free_) {
+    cq->Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq->Next(&tag, &ok)) {
+    }
+  }
+}
+
+std::unique_ptr<grpc::CompletionQueue> CompletionQueuePool::Take() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!free_.empty()) {
+      std::unique_ptr<grpc::CompletionQueue> cq = std::move(free_.back());
+      free_.pop_back();
+      return cq;
+    }
+  }
+  return std::make_unique<grpc::CompletionQueue>();
+}
+
+void CompletionQueuePool::Give(std::unique_ptr<grpc::CompletionQueue> cq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.push_back(std::move(cq));
+}
 
 void RetryWindow::OpenFor(absl::Duration span) {
   const int64_t until =
@@ -306,8 +325,8 @@ Interceptor* IdempotentRetryInterceptorFactory::CreateClientInterceptor(
       methods_.count(info->method()) == 0) {
     return nullptr;  // not hijacked: no interceptor at all for this call
   }
-  return new IdempotentRetryInterceptor(info, &tombstone_prefix_,
-                                        call_timeout_);
+  return new IdempotentRetryInterceptor(info, &tombstone_prefix_, call_timeout_,
+                                        &queues_);
 }
 
 }  // namespace plugd::host

@@ -45,10 +45,11 @@
 //   flight; the deadline still bounds it.
 // - Must be the last interceptor of the channel: the rounds go through the
 //   interceptors after it, and the ones before see one call.
-// - Taking a call over costs a second call object (16,000-20,000
-//   instructions on the host side of a 64 B call: plugd-bench's callgrind
-//   scenario, docs/benchmarks.md) and, for a non-blocking call, a hop
-//   through gRPC's callback threads. With a
+// - Taking a call over costs a second call object, about a fifth more
+//   instructions on the host side of a 64 B blocking call (95-96k against
+//   80k Ir/call: plugd-bench's callgrind scenario, docs/benchmarks.md),
+//   and for a non-blocking call a hop through gRPC's callback threads.
+//   With a
 //   RetryWindow (RetryMode::kWhileUnstable), only calls started while it
 //   is open are taken over; the host library opens it for a while each time
 //   the plugin exits, so calls to a plugin that has been stable pay nothing
@@ -56,13 +57,16 @@
 #ifndef PLUGD_HOSTS_SRC_IDEMPOTENT_RETRY_H_
 #define PLUGD_HOSTS_SRC_IDEMPOTENT_RETRY_H_
 
+#include <grpcpp/completion_queue.h>
 #include <grpcpp/support/client_interceptor.h>
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 
@@ -90,6 +94,27 @@ class RetryWindow {
   std::atomic<int64_t> until_ns_{0};  // absl::GetCurrentTimeNanos() units
 };
 
+// Completion queues for the rounds of blocking calls, reused: creating one
+// per call cost ~6 % of a 64 B call's host-side instructions. A call takes
+// one for its rounds and gives it back; they are shut down with the pool
+// (with the channel). A std::mutex, not an absl::Mutex: Debian's Abseil
+// may run its deadlock detector on every lock of the latter.
+class CompletionQueuePool {
+ public:
+  CompletionQueuePool() = default;
+  CompletionQueuePool(const CompletionQueuePool&) = delete;
+  CompletionQueuePool& operator=(const CompletionQueuePool&) = delete;
+  ~CompletionQueuePool();
+
+  std::unique_ptr<grpc::CompletionQueue> Take();
+  // `cq` must have no event left to take.
+  void Give(std::unique_ptr<grpc::CompletionQueue> cq);
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<grpc::CompletionQueue>> free_;
+};
+
 class IdempotentRetryInterceptorFactory
     : public grpc::experimental::ClientInterceptorFactoryInterface {
  public:
@@ -113,6 +138,7 @@ class IdempotentRetryInterceptorFactory
   const std::set<std::string> methods_;
   const absl::Duration call_timeout_;
   const std::shared_ptr<const RetryWindow> window_;
+  CompletionQueuePool queues_;
 };
 
 }  // namespace plugd::host

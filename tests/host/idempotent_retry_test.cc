@@ -314,8 +314,9 @@ class StatusThreadRecorderFactory
 // A blocking call taken over runs its rounds on the caller's thread, which
 // waits for it anyway: each round's answer is read there, as the call's
 // own would be, not handed over from gRPC's callback threads (a wake-up
-// more per call). A callback call's rounds complete on those threads.
-TEST_F(IdempotentRetryTest, BlockingCallsRoundsRunOnTheCallersThread) {
+// more per call). A callback or completion-queue call's rounds complete on
+// those threads: its caller must not be held.
+TEST_F(IdempotentRetryTest, OnlyABlockingCallsRoundsRunOnTheCallersThread) {
   SetDeaths(2);
   auto* recorder = new StatusThreadRecorderFactory;  // owned by the channel
   std::vector<
@@ -359,8 +360,7 @@ TEST_F(IdempotentRetryTest, BlockingCallsRoundsRunOnTheCallersThread) {
     recorder->threads.clear();
   }
 
-  // From a thread that then ends: the rounds' completion queue of that
-  // thread is shut down and drained as it ends (join would hang otherwise).
+  // From another thread: the rounds run on that one.
   std::thread::id other;
   grpc::Status other_status;
   std::thread caller([&] {
@@ -394,9 +394,39 @@ TEST_F(IdempotentRetryTest, BlockingCallsRoundsRunOnTheCallersThread) {
                                });
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(90)));
   ASSERT_TRUE(status.ok()) << status.error_message();
-  absl::MutexLock lock(&recorder->mu);
-  ASSERT_EQ(recorder->threads.size(), 1u);
-  EXPECT_NE(recorder->threads[0], std::this_thread::get_id());
+  {
+    absl::MutexLock lock(&recorder->mu);
+    ASSERT_EQ(recorder->threads.size(), 1u);
+    EXPECT_NE(recorder->threads[0], std::this_thread::get_id());
+    recorder->threads.clear();
+  }
+
+  // Completion queue: the caller polls its queue, but the round completes
+  // on a callback thread; taking it for a blocking call would have run it
+  // inside Finish.
+  grpc::CompletionQueue cq;
+  grpc::ClientContext cq_context;
+  cq_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::ListFunctionsResponse cq_response;
+  grpc::Status cq_status;
+  auto call = stub->PrepareAsyncListFunctions(&cq_context,
+                                              v1::ListFunctionsRequest(), &cq);
+  call->StartCall();
+  int tag = 1;
+  call->Finish(&cq_response, &cq_status, &tag);
+  void* got = nullptr;
+  bool ok = false;
+  ASSERT_TRUE(cq.Next(&got, &ok));  // the call's deadline is the hang guard
+  EXPECT_EQ(got, &tag);
+  ASSERT_TRUE(cq_status.ok()) << cq_status.error_message();
+  {
+    absl::MutexLock lock(&recorder->mu);
+    ASSERT_EQ(recorder->threads.size(), 1u);
+    EXPECT_NE(recorder->threads[0], std::this_thread::get_id());
+  }
+  cq.Shutdown();
+  while (cq.Next(&got, &ok)) {
+  }
 }
 
 }  // namespace

@@ -67,9 +67,9 @@ using broker::ExitStatus;
 enum class RetryMode {
   // Every idempotent unary call: none fails while its plugin is killed again
   // and again under it, within its deadline. Costs each such call about a
-  // quarter more host CPU (a second call object; for a callback or
+  // fifth more host CPU (a second call object; for a callback or
   // asynchronous call also a hop through gRPC's callback threads, while a
-  // blocking call's retries run on the caller's thread).
+  // blocking call's rounds run on the caller's thread).
   kAlways,
   // Only calls started within 60 s (or call_timeout, if longer) after the
   // plugin exited, failed a start or turned unhealthy: calls to a stable
