@@ -627,7 +627,7 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
   std::string config = ServiceConfig(idempotent, options.call_timeout);
   // With RetryMode::kWhileUnstable, idempotent calls are taken over
   // (retried past gRPC's 5 attempts) only while the plugin has been unstable
-  // lately: taking a call over costs it about a quarter more host CPU.
+  // lately: taking a call over costs it about a fifth more host CPU.
   std::shared_ptr<RetryWindow> retry_window;
   if (options.retry_mode == RetryMode::kWhileUnstable) {
     retry_window = std::make_shared<RetryWindow>();
