@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -105,6 +106,13 @@ class IdempotentRetryInterceptor : public Interceptor {
         queues_(queues) {}
 
   void Intercept(InterceptorBatchMethods* methods) override {
+    // ClientContext::TryCancel, from any thread: the round in flight is
+    // cancelled and no other starts (the call ends CANCELLED).
+    if (methods->QueryInterceptionHookPoint(
+            InterceptionHookPoints::PRE_SEND_CANCEL)) {
+      Cancel();
+      return;  // Proceed is a no-op for a cancellation
+    }
     if (!hijacked_) {
       // A unary call, blocking, asynchronous or callback, has one batch with
       // the request and the status (an asynchronous one whose caller reads
@@ -158,15 +166,32 @@ class IdempotentRetryInterceptor : public Interceptor {
     to->insert(from.begin(), from.end());
   }
 
-  // The context of the next round: the call's deadline and metadata.
-  void NewRoundContext() {
-    ++round_;
-    context_ = std::make_unique<grpc::ClientContext>();
-    context_->set_deadline(deadline_);
+  // The context of the next round: the call's deadline and metadata. False
+  // (status_ CANCELLED) once the call has been cancelled.
+  bool NewRoundContext() {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(deadline_);
     for (const auto& [key, value] : metadata_) {
-      context_->AddMetadata(key, value);
+      context->AddMetadata(key, value);
     }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cancelled_) {
+        status_ = grpc::Status(grpc::StatusCode::CANCELLED, "Cancelled");
+        return false;
+      }
+      std::swap(context_, context);  // the last round's goes with `context`
+    }
+    ++round_;
     response_.Clear();
+    return true;
+  }
+
+  void Cancel() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    // A round not yet started is cancelled as it starts.
+    if (context_ != nullptr) context_->TryCancel();
   }
 
   // The rounds of a blocking call, one after the other on this thread,
@@ -175,8 +200,7 @@ class IdempotentRetryInterceptor : public Interceptor {
   void RunBlockingRounds() {
     std::unique_ptr<grpc::CompletionQueue> cq = queues_->Take();
     stub_ = std::make_unique<grpc::GenericStub>(channel_);
-    do {
-      NewRoundContext();
+    while (NewRoundContext()) {
       std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
           stub_->PrepareUnaryCall(context_.get(), method_, request_, cq.get());
       call->StartCall();
@@ -184,7 +208,8 @@ class IdempotentRetryInterceptor : public Interceptor {
       void* tag = nullptr;
       bool ok = false;
       cq->Next(&tag, &ok);  // the round's one event: Finish's
-    } while (ShouldRetry());
+      if (!ShouldRetry()) break;
+    }
     queues_->Give(std::move(cq));
     Answer();
   }
@@ -192,7 +217,10 @@ class IdempotentRetryInterceptor : public Interceptor {
   // One round: the call again, through the rest of the channel. Its
   // completion starts the next round or answers the hijacked receive ops.
   void StartRound() {
-    NewRoundContext();
+    if (!NewRoundContext()) {
+      Answer();
+      return;
+    }
     stub_->UnaryCall(context_.get(), method_, grpc::StubOptions(), &request_,
                      &response_, [this](grpc::Status s) {
                        status_ = std::move(s);
@@ -213,10 +241,12 @@ class IdempotentRetryInterceptor : public Interceptor {
            std::chrono::system_clock::now() < deadline_;
   }
 
-  // Fills the hijacked receive ops with the last round's outcome.
+  // Fills the hijacked receive ops with the last round's outcome (none if
+  // the call was cancelled before its first round).
   void Answer() {
     InterceptorBatchMethods* methods = recv_methods_;
-    if (methods->QueryInterceptionHookPoint(
+    if (context_ != nullptr &&
+        methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_RECV_INITIAL_METADATA)) {
       Copy(context_->GetServerInitialMetadata(),
            methods->GetRecvInitialMetadata());
@@ -240,8 +270,10 @@ class IdempotentRetryInterceptor : public Interceptor {
       }
       if (!status_.ok()) methods->FailHijackedRecvMessage();
     }
-    Copy(context_->GetServerTrailingMetadata(),
-         methods->GetRecvTrailingMetadata());
+    if (context_ != nullptr) {
+      Copy(context_->GetServerTrailingMetadata(),
+           methods->GetRecvTrailingMetadata());
+    }
     *methods->GetRecvStatus() = status_;
     methods->Proceed();  // the call completes; this object may be gone after
   }
@@ -261,6 +293,10 @@ class IdempotentRetryInterceptor : public Interceptor {
   std::unique_ptr<grpc::GenericStub> stub_;  // rounds of a non-blocking call
   std::chrono::system_clock::time_point deadline_;
   int round_ = 0;
+  // Guards context_'s replacement and cancelled_ against Cancel, which
+  // runs on the thread of whoever cancels the call.
+  std::mutex mu_;
+  bool cancelled_ = false;
   std::unique_ptr<grpc::ClientContext> context_;  // the last round's
   grpc::ByteBuffer response_;
   grpc::Status status_;

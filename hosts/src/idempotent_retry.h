@@ -41,8 +41,8 @@
 // - The call's deadline (capped at call_timeout), initial metadata and the
 //   channel's service config (waitForReady) carry over to each round; the
 //   server's metadata seen by the caller is that of the last round.
-//   ClientContext::TryCancel on a hijacked call does not reach the round in
-//   flight; the deadline still bounds it.
+//   ClientContext::TryCancel on a hijacked call (from any thread) cancels
+//   the round in flight and starts no other: the call ends CANCELLED.
 // - Must be the last interceptor of the channel: the rounds go through the
 //   interceptors after it, and the ones before see one call.
 // - Taking a call over costs a second call object, about a fifth more

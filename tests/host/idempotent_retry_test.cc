@@ -8,11 +8,14 @@
 // deterministic, no timing involved.
 #include "idempotent_retry.h"
 
+#include <fcntl.h>
 #include <grpcpp/completion_queue.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/client_interceptor.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -427,6 +430,72 @@ TEST_F(IdempotentRetryTest, OnlyABlockingCallsRoundsRunOnTheCallersThread) {
   cq.Shutdown();
   while (cq.Next(&got, &ok)) {
   }
+}
+
+// ClientContext::TryCancel reaches a call that was taken over: the round in
+// flight is cancelled and the call ends CANCELLED at once, blocking or
+// callback, not at its deadline. The plugin holds ListFunctions until it is
+// stopped; a FIFO it opens inside the method tells the test that the call
+// has arrived.
+TEST(IdempotentRetryCancelTest, TryCancelEndsATakenOverCall) {
+  char dir[] = "/tmp/plugd-cancel-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string fifo = std::string(dir) + "/arrived";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  auto host = Host::Create();
+  ASSERT_TRUE(host.ok()) << host.status();
+  PluginOptions options;
+  options.name = "holder";
+  options.command = {Bin("plugd-test-raw"), "--mode=hold-in-list-functions",
+                     "--fifo=" + fifo};
+  options.supervision = SupervisionOptions();  // RetryMode::kAlways
+  auto plugin = (*host)->Launch(options);
+  ASSERT_TRUE(plugin.ok()) << plugin.status();
+  auto stub = v1::Functions::NewStub((*plugin)->channel());
+
+  for (const bool blocking : {true, false}) {
+    SCOPED_TRACE(blocking ? "blocking call" : "callback call");
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+    const v1::ListFunctionsRequest request;
+    v1::ListFunctionsResponse response;
+    grpc::Status status;
+    absl::Notification done;
+    std::thread caller;
+    if (blocking) {
+      caller = std::thread([&] {
+        status = stub->ListFunctions(&context, request, &response);
+        done.Notify();
+      });
+    } else {
+      stub->async()->ListFunctions(&context, &request, &response,
+                                   [&](const grpc::Status& s) {
+                                     status = s;
+                                     done.Notify();
+                                   });
+    }
+    // The plugin writes a byte once the call is inside ListFunctions. The
+    // poll timeout is a hang guard.
+    const int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    pollfd p = {fd, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 60'000), 1) << "the call did not reach the plugin";
+    char byte = 0;
+    EXPECT_EQ(read(fd, &byte, 1), 1);
+    close(fd);
+
+    context.TryCancel();
+    // A hang guard well before the call's deadline, the only other end of a
+    // call the plugin holds.
+    const bool ended = done.WaitForNotificationWithTimeout(absl::Seconds(60));
+    if (caller.joinable()) caller.join();
+    ASSERT_TRUE(ended) << "TryCancel did not end the call";
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED)
+        << status.error_message();
+  }
+  host->reset();  // stops the plugin, which lets its held calls go
+  unlink(fifo.c_str());
+  rmdir(dir);
 }
 
 }  // namespace

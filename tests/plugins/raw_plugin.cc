@@ -28,6 +28,15 @@
 //   shutdown-exit-3       exits with code 3 after the Shutdown call
 //   functions-wrong-code  serves plugd.v1.Functions ("echo"), but an unknown
 //                         function is UNKNOWN instead of NOT_FOUND
+// Modes for the host library's retry tests (tests/host), serving
+// plugd.v1.Functions like functions-wrong-code:
+//   die-in-list-functions   SIGKILLs itself inside ListFunctions while the
+//                           --deaths-file=PATH holds a count above 0 (and
+//                           counts it down)
+//   hold-in-list-functions  inside ListFunctions, opens the FIFO --fifo=PATH
+//                           for writing (so a reader learns that the call
+//                           arrived), writes one byte, then holds the call
+//                           until the plugin is told to shut down
 // --strict makes every mode follow each MUST of docs/protocol.md it does not
 // break on purpose: no version in common (or a malformed list) is refused
 // with exit 1, and SIGTERM/SIGINT stop it gracefully with exit 0. Without
@@ -78,6 +87,7 @@ std::atomic<bool> g_shutdown_called{false};
 int64_t g_delay_ms = -1;    // --delay-ms; -1: the mode's default
 int g_code = 1;             // --code
 std::string g_deaths_file;  // --deaths-file
+std::string g_fifo;         // --fifo
 absl::Notification g_shutdown;
 absl::Notification g_health_checked;
 std::atomic<bool> g_stop_flood{false};
@@ -142,6 +152,15 @@ class FunctionsService final : public plugd::v1::Functions::Service {
       grpc::ServerContext*, const plugd::v1::ListFunctionsRequest*,
       plugd::v1::ListFunctionsResponse* response) override {
     if (g_mode == "die-in-list-functions") MaybeDie();
+    if (g_mode == "hold-in-list-functions") {
+      const int fd = ::open(g_fifo.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        const char byte = 'x';
+        if (::write(fd, &byte, 1) != 1) std::perror("plugd-test-raw: fifo");
+        ::close(fd);
+      }
+      g_shutdown.WaitForNotification();
+    }
     *response->add_functions() = EchoInfo();
     return grpc::Status::OK;
   }
@@ -177,7 +196,8 @@ class ControlService final : public plugd::v1::Control::Service {
     response->set_core_protocol_version(plugd::kCoreProtocolVersion);
     response->add_services("grpc.health.v1.Health");
     response->add_services("plugd.v1.Control");
-    if (g_mode == "functions-wrong-code" || g_mode == "die-in-list-functions") {
+    if (g_mode == "functions-wrong-code" || g_mode == "die-in-list-functions" ||
+        g_mode == "hold-in-list-functions") {
       response->add_services("plugd.v1.Functions");
       *response->add_functions() = EchoInfo();
     }
@@ -210,6 +230,7 @@ int main(int argc, char** argv) {
     }
     if (arg.rfind("--code=", 0) == 0) absl::SimpleAtoi(arg.substr(7), &g_code);
     if (arg.rfind("--deaths-file=", 0) == 0) g_deaths_file = arg.substr(14);
+    if (arg.rfind("--fifo=", 0) == 0) g_fifo = arg.substr(7);
   }
   const char* cookie = std::getenv(plugd::kEnvMagicCookieKey);
   if ((cookie == nullptr ||
@@ -290,7 +311,8 @@ int main(int argc, char** argv) {
                            grpc::InsecureServerCredentials());
   builder.RegisterService(&health);
   builder.RegisterService(&control);
-  if (g_mode == "functions-wrong-code" || g_mode == "die-in-list-functions") {
+  if (g_mode == "functions-wrong-code" || g_mode == "die-in-list-functions" ||
+      g_mode == "hold-in-list-functions") {
     builder.RegisterService(&functions);
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
