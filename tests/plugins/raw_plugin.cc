@@ -365,11 +365,12 @@ int main(int argc, char** argv) {
     WriteAll(STDERR_FILENO, absl::StrCat("exiting with code ", g_code, "\n"));
     std::_Exit(g_code);
   } else if (g_mode == "garbage-after-handshake") {
+    using std::string_literals::operator""s;  // keeps the embedded NULs
     std::string garbage;
     for (int i = 0; i < 256; ++i) garbage.push_back(static_cast<char>(i));
-    garbage += "\n\xff\xfe\xc3\x28 not utf-8 \x00\x01\x1b[31m\r\n";
-    garbage += std::string(100 * 1024, '\x80') + "\n";
-    garbage += "{\"level\":\"error\",\"msg\":\x00\xff}\n[ERROR\n\n\n";
+    garbage += "\n\xff\xfe\xc3\x28 not utf-8 \x00\x01\x1b[31m\r\n"s;
+    garbage += std::string(size_t{100} * 1024, '\x80') + "\n";
+    garbage += "{\"level\":\"error\",\"msg\":\x00\xff}\n[ERROR\n\n\n"s;
     WriteAll(STDOUT_FILENO, garbage);
   } else if (g_mode == "burst-then-exit") {
     // Once checked: 3000 numbered lines on each of stdout and stderr (more
