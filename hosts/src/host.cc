@@ -236,7 +236,12 @@ std::shared_ptr<grpc::Channel> MakeChannel(
   factories.push_back(std::make_unique<PluginStatusInterceptorFactory>(
       name, std::move(state_text)));
   if (!service_config.empty() && !idempotent.empty()) {
-    // Last: its rounds go straight to gRPC (and its retry policy).
+    // Last: its rounds go straight to gRPC (and its retry policy). gRPC 1.51
+    // starts a hijacking interceptor's rounds at the *factory* after its
+    // *created* index, so the status factory above must create an
+    // interceptor for every call this one may take: it skips only the
+    // launcher's own calls, which go over channels without this factory
+    // (unsupervised launches; the supervisor has channels of its own).
     factories.push_back(std::make_unique<IdempotentRetryInterceptorFactory>(
         name, MethodPaths(idempotent), call_timeout, std::move(retry_window)));
   }

@@ -42,7 +42,10 @@
 //   channel's service config (waitForReady) carry over to each round; the
 //   server's metadata seen by the caller is that of the last round.
 //   ClientContext::TryCancel on a hijacked call (from any thread) cancels
-//   the round in flight and starts no other: the call ends CANCELLED.
+//   the round in flight and starts no other: the call ends CANCELLED. A
+//   cancellation propagated from a parent server call
+//   (ClientContext::FromServerContext) happens inside gRPC's core, which
+//   the rounds do not see; nor do they get the parent's deadline.
 // - Must be the last interceptor of the channel: the rounds go through the
 //   interceptors after it, and the ones before see one call.
 // - Taking a call over costs a second call object, about a fifth more

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -434,13 +435,18 @@ TEST_F(IdempotentRetryTest, OnlyABlockingCallsRoundsRunOnTheCallersThread) {
 
 // ClientContext::TryCancel reaches a call that was taken over: the round in
 // flight is cancelled and the call ends CANCELLED at once, blocking or
-// callback, not at its deadline. The plugin holds ListFunctions until it is
+// callback, not at its deadline; a call cancelled before it starts ends
+// CANCELLED without a round. The plugin holds ListFunctions until it is
 // stopped; a FIFO it opens inside the method tells the test that the call
 // has arrived.
 TEST(IdempotentRetryCancelTest, TryCancelEndsATakenOverCall) {
   char dir[] = "/tmp/plugd-cancel-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   const std::string fifo = std::string(dir) + "/arrived";
+  absl::Cleanup remove_dir = [&] {
+    unlink(fifo.c_str());
+    rmdir(dir);
+  };
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   auto host = Host::Create();
   ASSERT_TRUE(host.ok()) << host.status();
@@ -449,6 +455,9 @@ TEST(IdempotentRetryCancelTest, TryCancelEndsATakenOverCall) {
   options.command = {Bin("plugd-test-raw"), "--mode=hold-in-list-functions",
                      "--fifo=" + fifo};
   options.supervision = SupervisionOptions();  // RetryMode::kAlways
+  // Without the cancel, a held call would end only here (or at its own
+  // deadline, the same): DEADLINE_EXCEEDED after 90 s.
+  options.call_timeout = absl::Seconds(90);
   auto plugin = (*host)->Launch(options);
   ASSERT_TRUE(plugin.ok()) << plugin.status();
   auto stub = v1::Functions::NewStub((*plugin)->channel());
@@ -456,7 +465,7 @@ TEST(IdempotentRetryCancelTest, TryCancelEndsATakenOverCall) {
   for (const bool blocking : {true, false}) {
     SCOPED_TRACE(blocking ? "blocking call" : "callback call");
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(90)));
     const v1::ListFunctionsRequest request;
     v1::ListFunctionsResponse response;
     grpc::Status status;
@@ -474,28 +483,45 @@ TEST(IdempotentRetryCancelTest, TryCancelEndsATakenOverCall) {
                                      done.Notify();
                                    });
     }
+    // Whatever fails below, the call ends (at the latest at its deadline)
+    // before what it writes to goes away.
+    absl::Cleanup finish = [&] {
+      context.TryCancel();
+      done.WaitForNotification();
+      if (caller.joinable()) caller.join();
+    };
     // The plugin writes a byte once the call is inside ListFunctions. The
     // poll timeout is a hang guard.
     const int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     ASSERT_GE(fd, 0);
     pollfd p = {fd, POLLIN, 0};
-    ASSERT_EQ(poll(&p, 1, 60'000), 1) << "the call did not reach the plugin";
+    const int ready = poll(&p, 1, 60'000);
     char byte = 0;
-    EXPECT_EQ(read(fd, &byte, 1), 1);
+    const ssize_t got = ready == 1 ? read(fd, &byte, 1) : 0;
     close(fd);
+    ASSERT_EQ(ready, 1) << "the call did not reach the plugin";
+    EXPECT_EQ(got, 1);
 
     context.TryCancel();
-    // A hang guard well before the call's deadline, the only other end of a
-    // call the plugin holds.
-    const bool ended = done.WaitForNotificationWithTimeout(absl::Seconds(60));
-    if (caller.joinable()) caller.join();
-    ASSERT_TRUE(ended) << "TryCancel did not end the call";
+    // A hang guard well before the 90 s that end the call without the
+    // cancel.
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)))
+        << "TryCancel did not end the call";
     EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED)
         << status.error_message();
   }
+
+  // Cancelled before it starts: no round, CANCELLED.
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(90)));
+  context.TryCancel();
+  v1::ListFunctionsResponse response;
+  const grpc::Status status =
+      stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED)
+      << status.error_message();
+
   host->reset();  // stops the plugin, which lets its held calls go
-  unlink(fifo.c_str());
-  rmdir(dir);
 }
 
 }  // namespace
