@@ -85,22 +85,27 @@ bool IsBlockingCall(InterceptorBatchMethods* methods) {
          InAnAncestorsFrame(methods->GetRecvStatus());
 }
 
-std::set<std::string> GeneratedOnly(std::set<std::string> methods) {
-  for (auto it = methods.begin(); it != methods.end();) {
-    it = IsGeneratedMethod(*it) ? std::next(it) : methods.erase(it);
+// The generated methods of `methods`, in a set looked up by const char*.
+std::set<std::string, std::less<>> GeneratedOnly(
+    const std::set<std::string>& methods) {
+  std::set<std::string, std::less<>> out;
+  for (const std::string& method : methods) {
+    if (IsGeneratedMethod(method)) out.insert(method);
   }
-  return methods;
+  return out;
 }
 
 // One per hijackable call (a unary call of a listed method); see the header.
 class IdempotentRetryInterceptor : public Interceptor {
  public:
-  IdempotentRetryInterceptor(ClientRpcInfo* info,
-                             const std::string* tombstone_prefix,
+  // `method`: the call's method path, kept by the factory (the rounds' calls
+  // keep a pointer to the string they are given).
+  IdempotentRetryInterceptor(ClientRpcInfo* info, const std::string* method,
                              absl::Duration call_timeout,
+                             const std::string* tombstone_prefix,
                              CompletionQueuePool* queues)
       : info_(info),
-        method_(info->method()),
+        method_(method),
         tombstone_prefix_(tombstone_prefix),
         call_timeout_(call_timeout),
         queues_(queues) {}
@@ -140,7 +145,9 @@ class IdempotentRetryInterceptor : public Interceptor {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_RECV_STATUS)) {
       recv_methods_ = methods;
-      channel_ = methods->GetInterceptedChannel();
+      stub_ = std::make_unique<grpc::GenericStub>(
+          std::shared_ptr<grpc::ChannelInterface>(
+              methods->GetInterceptedChannel()));
       deadline_ = info_->client_context()->deadline();
       if (call_timeout_ > absl::ZeroDuration()) {
         deadline_ = std::min(deadline_,
@@ -149,7 +156,6 @@ class IdempotentRetryInterceptor : public Interceptor {
       if (IsBlockingCall(methods)) {
         RunBlockingRounds();
       } else {
-        stub_ = std::make_unique<grpc::GenericStub>(channel_);
         StartRound();
       }
       return;
@@ -199,10 +205,9 @@ class IdempotentRetryInterceptor : public Interceptor {
   // polls, as a blocking call's own queue is.
   void RunBlockingRounds() {
     std::unique_ptr<grpc::CompletionQueue> cq = queues_->Take();
-    stub_ = std::make_unique<grpc::GenericStub>(channel_);
     while (NewRoundContext()) {
       std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
-          stub_->PrepareUnaryCall(context_.get(), method_, request_, cq.get());
+          stub_->PrepareUnaryCall(context_.get(), *method_, request_, cq.get());
       call->StartCall();
       call->Finish(&response_, &status_, this);
       void* tag = nullptr;
@@ -221,7 +226,7 @@ class IdempotentRetryInterceptor : public Interceptor {
       Answer();
       return;
     }
-    stub_->UnaryCall(context_.get(), method_, grpc::StubOptions(), &request_,
+    stub_->UnaryCall(context_.get(), *method_, grpc::StubOptions(), &request_,
                      &response_, [this](grpc::Status s) {
                        status_ = std::move(s);
                        if (ShouldRetry()) {
@@ -279,8 +284,7 @@ class IdempotentRetryInterceptor : public Interceptor {
   }
 
   ClientRpcInfo* const info_;
-  // The method's path, for the rounds (their calls keep a pointer to it).
-  const std::string method_;
+  const std::string* const method_;
   const std::string* const tombstone_prefix_;
   const absl::Duration call_timeout_;
   CompletionQueuePool* const queues_;
@@ -289,8 +293,7 @@ class IdempotentRetryInterceptor : public Interceptor {
   std::multimap<std::string, std::string> metadata_;
   InterceptorBatchMethods* recv_methods_ = nullptr;  // the hijacked ops
   // The rest of the channel (the interceptors after this one).
-  std::shared_ptr<grpc::ChannelInterface> channel_;
-  std::unique_ptr<grpc::GenericStub> stub_;  // rounds of a non-blocking call
+  std::unique_ptr<grpc::GenericStub> stub_;
   std::chrono::system_clock::time_point deadline_;
   int round_ = 0;
   // Guards context_'s replacement and cancelled_ against Cancel, which
@@ -347,22 +350,23 @@ bool RetryWindow::IsOpen() const {
 }
 
 IdempotentRetryInterceptorFactory::IdempotentRetryInterceptorFactory(
-    const std::string& plugin, std::set<std::string> methods,
+    const std::string& plugin, const std::set<std::string>& methods,
     absl::Duration call_timeout, std::shared_ptr<const RetryWindow> window)
     : tombstone_prefix_(absl::StrCat("plugin ", plugin, " is ")),
-      methods_(GeneratedOnly(std::move(methods))),
+      methods_(GeneratedOnly(methods)),
       call_timeout_(call_timeout),
       window_(std::move(window)) {}
 
 Interceptor* IdempotentRetryInterceptorFactory::CreateClientInterceptor(
     ClientRpcInfo* info) {
   if (info->type() != ClientRpcInfo::Type::UNARY ||
-      (window_ != nullptr && !window_->IsOpen()) ||
-      methods_.count(info->method()) == 0) {
+      (window_ != nullptr && !window_->IsOpen())) {
     return nullptr;  // not hijacked: no interceptor at all for this call
   }
-  return new IdempotentRetryInterceptor(info, &tombstone_prefix_, call_timeout_,
-                                        &queues_);
+  const auto method = methods_.find(info->method());  // no string built
+  if (method == methods_.end()) return nullptr;
+  return new IdempotentRetryInterceptor(info, &*method, call_timeout_,
+                                        &tombstone_prefix_, &queues_);
 }
 
 }  // namespace plugd::host

@@ -65,6 +65,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -129,7 +130,7 @@ class IdempotentRetryInterceptorFactory
   // zero: no cap). `window`: take calls over only while it is open (null:
   // always).
   IdempotentRetryInterceptorFactory(
-      const std::string& plugin, std::set<std::string> methods,
+      const std::string& plugin, const std::set<std::string>& methods,
       absl::Duration call_timeout,
       std::shared_ptr<const RetryWindow> window = nullptr);
 
@@ -138,7 +139,7 @@ class IdempotentRetryInterceptorFactory
 
  private:
   const std::string tombstone_prefix_;
-  const std::set<std::string> methods_;
+  const std::set<std::string, std::less<>> methods_;  // looked up by char*
   const absl::Duration call_timeout_;
   const std::shared_ptr<const RetryWindow> window_;
   CompletionQueuePool queues_;
