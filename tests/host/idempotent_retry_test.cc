@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -80,13 +81,72 @@ class IdempotentRetryTest : public ::testing::Test {
     return n;
   }
 
-  // A blocking ListFunctions on the plugin's channel. The deadline is a
+  // ListFunctions through `stub` (null: one on the plugin's channel) made
+  // as a blocking, a callback or a completion-queue call. The deadline is a
   // hang guard: a call may need 8 restarts of a few milliseconds each.
-  grpc::Status ListFunctions(v1::ListFunctionsResponse* response) {
-    auto stub = v1::Functions::NewStub(plugin_->channel());
+  grpc::Status ListFunctions(v1::ListFunctionsResponse* response,
+                             v1::Functions::Stub* stub = nullptr) {
+    std::unique_ptr<v1::Functions::Stub> own;
+    if (stub == nullptr) stub = (own = OwnStub()).get();
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    context.set_deadline(Deadline());
     return stub->ListFunctions(&context, v1::ListFunctionsRequest(), response);
+  }
+
+  grpc::Status CallbackListFunctions(v1::ListFunctionsResponse* response,
+                                     v1::Functions::Stub* stub = nullptr) {
+    std::unique_ptr<v1::Functions::Stub> own;
+    if (stub == nullptr) stub = (own = OwnStub()).get();
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    const v1::ListFunctionsRequest request;
+    grpc::Status status;
+    absl::Notification done;
+    stub->async()->ListFunctions(&context, &request, response,
+                                 [&](const grpc::Status& s) {
+                                   status = s;
+                                   done.Notify();
+                                 });
+    // A hang guard beyond the call's own deadline.
+    if (!done.WaitForNotificationWithTimeout(absl::Seconds(90))) {
+      ADD_FAILURE() << "the callback call never completed";
+      context.TryCancel();
+      done.WaitForNotification();  // before what it writes to goes away
+    }
+    return status;
+  }
+
+  grpc::Status CompletionQueueListFunctions(
+      v1::ListFunctionsResponse* response,
+      v1::Functions::Stub* stub = nullptr) {
+    std::unique_ptr<v1::Functions::Stub> own;
+    if (stub == nullptr) stub = (own = OwnStub()).get();
+    grpc::CompletionQueue cq;
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    grpc::Status status;
+    auto call = stub->PrepareAsyncListFunctions(
+        &context, v1::ListFunctionsRequest(), &cq);
+    call->StartCall();
+    int tag = 1;
+    call->Finish(response, &status, &tag);
+    void* got = nullptr;
+    bool ok = false;
+    // Next returns when the call ends; its deadline is the hang guard.
+    EXPECT_TRUE(cq.Next(&got, &ok));
+    EXPECT_EQ(got, &tag);
+    EXPECT_TRUE(ok);
+    cq.Shutdown();
+    while (cq.Next(&got, &ok)) {
+    }
+    return status;
+  }
+
+  std::unique_ptr<v1::Functions::Stub> OwnStub() const {
+    return v1::Functions::NewStub(plugin_->channel());
+  }
+  static std::chrono::system_clock::time_point Deadline() {
+    return absl::ToChronoTime(absl::Now() + absl::Seconds(60));
   }
 
   std::string dir_;
@@ -182,20 +242,8 @@ TEST_F(IdempotentRetryTest, CallOutlivingTheRoundsFailsNamingThePlugin) {
 
 TEST_F(IdempotentRetryTest, CallbackCallLivesThroughMoreDeathsThanAttempts) {
   SetDeaths(8);
-  auto stub = v1::Functions::NewStub(plugin_->channel());
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-  v1::ListFunctionsRequest request;
   v1::ListFunctionsResponse response;
-  grpc::Status status;
-  absl::Notification done;
-  stub->async()->ListFunctions(&context, &request, &response,
-                               [&](grpc::Status s) {
-                                 status = std::move(s);
-                                 done.Notify();
-                               });
-  // A hang guard beyond the call's own deadline.
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(90)));
+  const grpc::Status status = CallbackListFunctions(&response);
   ASSERT_TRUE(status.ok()) << status.error_code() << " "
                            << status.error_message();
   ASSERT_EQ(response.functions_size(), 1);
@@ -205,30 +253,12 @@ TEST_F(IdempotentRetryTest, CallbackCallLivesThroughMoreDeathsThanAttempts) {
 
 TEST_F(IdempotentRetryTest, CompletionQueueCallLivesThroughMoreDeaths) {
   SetDeaths(8);
-  auto stub = v1::Functions::NewStub(plugin_->channel());
-  grpc::CompletionQueue cq;
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
   v1::ListFunctionsResponse response;
-  grpc::Status status;
-  auto call = stub->PrepareAsyncListFunctions(&context,
-                                              v1::ListFunctionsRequest(), &cq);
-  call->StartCall();
-  int tag = 1;
-  call->Finish(&response, &status, &tag);
-  void* got = nullptr;
-  bool ok = false;
-  // Next returns when the call ends; its deadline is the hang guard.
-  ASSERT_TRUE(cq.Next(&got, &ok));
-  EXPECT_EQ(got, &tag);
-  EXPECT_TRUE(ok);
+  const grpc::Status status = CompletionQueueListFunctions(&response);
   ASSERT_TRUE(status.ok()) << status.error_code() << " "
                            << status.error_message();
   ASSERT_EQ(response.functions_size(), 1);
   EXPECT_EQ(DeathsLeft(), 0) << "the call did not go through all the deaths";
-  cq.Shutdown();
-  while (cq.Next(&got, &ok)) {
-  }
 }
 
 // Callback calls started from the completions of earlier ones run on gRPC's
@@ -309,10 +339,17 @@ class StatusThreadRecorderFactory
  public:
   grpc::experimental::Interceptor* CreateClientInterceptor(
       grpc::experimental::ClientRpcInfo*) override {
-    return new StatusThreadRecorder(&threads, &mu);
+    return new StatusThreadRecorder(&threads_, &mu_);
   }
-  absl::Mutex mu;
-  std::vector<std::thread::id> threads ABSL_GUARDED_BY(mu);
+  // The threads recorded since the last call.
+  std::vector<std::thread::id> Take() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(threads_, {});
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::thread::id> threads_ ABSL_GUARDED_BY(mu_);
 };
 
 // A blocking call taken over runs its rounds on the caller's thread, which
@@ -346,22 +383,16 @@ TEST_F(IdempotentRetryTest, OnlyABlockingCallsRoundsRunOnTheCallersThread) {
 
   // Blocking: two rounds die with the plugin, a later one gets through.
   {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
     v1::ListFunctionsResponse response;
-    grpc::Status status =
-        stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+    const grpc::Status status = ListFunctions(&response, stub.get());
     ASSERT_TRUE(status.ok()) << status.error_message();
     ASSERT_EQ(response.functions_size(), 1);
     EXPECT_EQ(DeathsLeft(), 0);
   }
-  {
-    absl::MutexLock lock(&recorder->mu);
-    ASSERT_GE(recorder->threads.size(), 3u) << "one status per round";
-    for (const std::thread::id& id : recorder->threads) {
-      EXPECT_EQ(id, std::this_thread::get_id());
-    }
-    recorder->threads.clear();
+  std::vector<std::thread::id> threads = recorder->Take();
+  ASSERT_GE(threads.size(), 3u) << "one status per round";
+  for (const std::thread::id& id : threads) {
+    EXPECT_EQ(id, std::this_thread::get_id());
   }
 
   // From another thread: the rounds run on that one.
@@ -369,68 +400,33 @@ TEST_F(IdempotentRetryTest, OnlyABlockingCallsRoundsRunOnTheCallersThread) {
   grpc::Status other_status;
   std::thread caller([&] {
     other = std::this_thread::get_id();
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
     v1::ListFunctionsResponse response;
-    other_status =
-        stub->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+    other_status = ListFunctions(&response, stub.get());
   });
   caller.join();
   ASSERT_TRUE(other_status.ok()) << other_status.error_message();
-  {
-    absl::MutexLock lock(&recorder->mu);
-    ASSERT_EQ(recorder->threads.size(), 1u);
-    EXPECT_EQ(recorder->threads[0], other);
-    recorder->threads.clear();
-  }
+  threads = recorder->Take();
+  ASSERT_EQ(threads.size(), 1u);
+  EXPECT_EQ(threads[0], other);
 
   // Callback: the round completes on a callback thread, this one waits.
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-  v1::ListFunctionsRequest request;
   v1::ListFunctionsResponse response;
-  grpc::Status status;
-  absl::Notification done;
-  stub->async()->ListFunctions(&context, &request, &response,
-                               [&](grpc::Status s) {
-                                 status = std::move(s);
-                                 done.Notify();
-                               });
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(90)));
+  const grpc::Status status = CallbackListFunctions(&response, stub.get());
   ASSERT_TRUE(status.ok()) << status.error_message();
-  {
-    absl::MutexLock lock(&recorder->mu);
-    ASSERT_EQ(recorder->threads.size(), 1u);
-    EXPECT_NE(recorder->threads[0], std::this_thread::get_id());
-    recorder->threads.clear();
-  }
+  threads = recorder->Take();
+  ASSERT_EQ(threads.size(), 1u);
+  EXPECT_NE(threads[0], std::this_thread::get_id());
 
   // Completion queue: the caller polls its queue, but the round completes
   // on a callback thread; taking it for a blocking call would have run it
   // inside Finish.
-  grpc::CompletionQueue cq;
-  grpc::ClientContext cq_context;
-  cq_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
   v1::ListFunctionsResponse cq_response;
-  grpc::Status cq_status;
-  auto call = stub->PrepareAsyncListFunctions(&cq_context,
-                                              v1::ListFunctionsRequest(), &cq);
-  call->StartCall();
-  int tag = 1;
-  call->Finish(&cq_response, &cq_status, &tag);
-  void* got = nullptr;
-  bool ok = false;
-  ASSERT_TRUE(cq.Next(&got, &ok));  // the call's deadline is the hang guard
-  EXPECT_EQ(got, &tag);
+  const grpc::Status cq_status =
+      CompletionQueueListFunctions(&cq_response, stub.get());
   ASSERT_TRUE(cq_status.ok()) << cq_status.error_message();
-  {
-    absl::MutexLock lock(&recorder->mu);
-    ASSERT_EQ(recorder->threads.size(), 1u);
-    EXPECT_NE(recorder->threads[0], std::this_thread::get_id());
-  }
-  cq.Shutdown();
-  while (cq.Next(&got, &ok)) {
-  }
+  threads = recorder->Take();
+  ASSERT_EQ(threads.size(), 1u);
+  EXPECT_NE(threads[0], std::this_thread::get_id());
 }
 
 // ClientContext::TryCancel reaches a call that was taken over: the round in

@@ -130,6 +130,13 @@ plugd::v1::FunctionInfo EchoInfo() {
   return info;
 }
 
+// Whether the mode serves plugd.v1.Functions (and Describe says so).
+bool ServesFunctions() {
+  return g_mode == "functions-wrong-code" ||
+         g_mode == "die-in-list-functions" ||
+         g_mode == "hold-in-list-functions";
+}
+
 // For die-in-list-functions: takes one death from --deaths-file, if any left.
 void MaybeDie() {
   FILE* f = std::fopen(g_deaths_file.c_str(), "r+");
@@ -196,8 +203,7 @@ class ControlService final : public plugd::v1::Control::Service {
     response->set_core_protocol_version(plugd::kCoreProtocolVersion);
     response->add_services("grpc.health.v1.Health");
     response->add_services("plugd.v1.Control");
-    if (g_mode == "functions-wrong-code" || g_mode == "die-in-list-functions" ||
-        g_mode == "hold-in-list-functions") {
+    if (ServesFunctions()) {
       response->add_services("plugd.v1.Functions");
       *response->add_functions() = EchoInfo();
     }
@@ -311,8 +317,7 @@ int main(int argc, char** argv) {
                            grpc::InsecureServerCredentials());
   builder.RegisterService(&health);
   builder.RegisterService(&control);
-  if (g_mode == "functions-wrong-code" || g_mode == "die-in-list-functions" ||
-      g_mode == "hold-in-list-functions") {
+  if (ServesFunctions()) {
     builder.RegisterService(&functions);
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
