@@ -5,12 +5,17 @@
 //              [--payload BYTES] [--calls N] [--inflight K]
 //              [--plugin-arg ARG]... [--no-tune-allocator]
 //              [--supervised always|while-unstable]
+//              [--client blocking|callback]
 //
 // Targets: plugd = plugd-perf-echo launched through the host library, called
 // through echo.v1 stubs on Plugin::channel(); bare = perf-bare-echo, a bare
 // gRPC server, called on a channel with the host library's channel
 // arguments but no interceptor; raw = a forked child echoing length-framed
 // payloads on a Unix socketpair (the floor; latency only).
+// Throughput: --client blocking (the default) keeps K threads making
+// blocking calls, as bench-goplugin-host keeps K goroutines; --client
+// callback keeps K callback-API calls in flight from one thread, as
+// plugd-bench's scenario 2 does.
 // Prints one JSON object, like bench-goplugin-host.
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
@@ -22,8 +27,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +57,7 @@ struct Options {
   // "": an unsupervised launch; "always" / "while-unstable": supervised,
   // with that RetryMode (the typed call of plugd-bench's scenarios).
   std::string retry_mode;
+  std::string client = "blocking";  // throughput: blocking | callback
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -176,6 +186,40 @@ std::unique_ptr<Server> Start(plugd::host::Host* host, const Options& o,
   return std::make_unique<BareServer>(n);
 }
 
+// o.calls calls with o.inflight callback-API calls outstanding; calls/s.
+double CallbackThroughput(echo::v1::Echo::Stub* stub,
+                          const echo::v1::EchoRequest& request,
+                          const Options& o) {
+  struct Slot {
+    std::unique_ptr<grpc::ClientContext> context;
+    echo::v1::EchoResponse response;
+  };
+  std::vector<Slot> slots(o.inflight);
+  std::atomic<int> started{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  int completed = 0;  // guarded by mu
+  std::function<void(Slot*)> issue = [&](Slot* slot) {
+    slot->context = std::make_unique<grpc::ClientContext>();
+    stub->async()->Echo(slot->context.get(), &request, &slot->response,
+                        [&, slot](grpc::Status status) {
+                          if (!status.ok()) {
+                            Die("Echo: " + status.error_message());
+                          }
+                          if (started.fetch_add(1) < o.calls) issue(slot);
+                          std::lock_guard<std::mutex> lock(mu);
+                          if (++completed == o.calls) cv.notify_one();
+                        });
+  };
+  auto t0 = Clock::now();
+  for (Slot& slot : slots) {
+    if (started.fetch_add(1) < o.calls) issue(&slot);
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return completed == o.calls; });
+  return o.calls / (Micros(Clock::now() - t0) / 1e6);
+}
+
 int Warmup(int calls) { return std::clamp(calls / 10, 10, 1000); }
 
 // The raw floor: a forked child echoes [u32 length][payload] frames.
@@ -262,6 +306,11 @@ int main(int argc, char** argv) {
       o.plugin_args.push_back(value());
     } else if (a == "--no-tune-allocator") {
       o.tune_allocator = false;
+    } else if (a == "--client") {
+      o.client = value();
+      if (o.client != "blocking" && o.client != "callback") {
+        Die("--client must be blocking or callback");
+      }
     } else if (a == "--supervised") {
       o.retry_mode = value();
       if (o.retry_mode != "always" && o.retry_mode != "while-unstable") {
@@ -311,6 +360,9 @@ int main(int argc, char** argv) {
     }
     std::printf("{\"p50_us\":%.1f,\"p99_us\":%.1f}\n", Percentile(times, 50),
                 Percentile(times, 99));
+  } else if (o.mode == "throughput" && o.client == "callback") {
+    std::printf("{\"calls_per_s\":%.0f}\n",
+                CallbackThroughput(server->stub(), request, o));
   } else if (o.mode == "throughput") {
     std::atomic<int> next{0};
     std::vector<std::thread> threads;
