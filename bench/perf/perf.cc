@@ -75,7 +75,8 @@ std::string BinDir() {
 
 double Percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(p / 100 * v.size() + 0.999999);
+  size_t rank =
+      static_cast<size_t>(p / 100 * static_cast<double>(v.size()) + 0.999999);
   return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
 }
 
@@ -202,7 +203,7 @@ double CallbackThroughput(echo::v1::Echo::Stub* stub,
   std::function<void(Slot*)> issue = [&](Slot* slot) {
     slot->context = std::make_unique<grpc::ClientContext>();
     stub->async()->Echo(slot->context.get(), &request, &slot->response,
-                        [&, slot](grpc::Status status) {
+                        [&, slot](const grpc::Status& status) {
                           if (!status.ok()) {
                             Die("Echo: " + status.error_message());
                           }
@@ -366,6 +367,7 @@ int main(int argc, char** argv) {
   } else if (o.mode == "throughput") {
     std::atomic<int> next{0};
     std::vector<std::thread> threads;
+    threads.reserve(o.inflight);
     auto t0 = Clock::now();
     for (int k = 0; k < o.inflight; ++k) {
       threads.emplace_back([&] {
