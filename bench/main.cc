@@ -24,6 +24,8 @@
 #include "absl/time/clock.h"
 #include "bench.h"
 #include "plugd/common/log.h"
+#include "plugd/common/poll_strategy.h"
+#include "plugd/host/host.h"
 
 namespace {
 
@@ -106,6 +108,11 @@ int main(int argc, char** argv) {
   // Plugins' and plugd's own log lines would drown the table.
   if (std::getenv("PLUGD_BENCH_DEBUG") == nullptr)
     plugd::log::SetMinLevel(plugd::log::Level::kError);
+  // Every client in this process, plugd's and the bare gRPC baselines
+  // alike, runs with the poll strategy that the host library chooses for a
+  // host (HostOptions::grpc_poll_strategy), as they share its malloc
+  // tuning: one process, one setting. Before anything here uses gRPC.
+  plugd::ChooseGrpcPollStrategy(plugd::host::HostOptions().grpc_poll_strategy);
   if (!callgrind_client.empty()) {
     return plugd::bench::CallgrindClientMain(callgrind_client, broker, calls);
   }

@@ -22,6 +22,7 @@
 #include "plugd/common/allocator.h"
 #include "plugd/common/channel.h"
 #include "plugd/common/log.h"
+#include "plugd/common/poll_strategy.h"
 #include "plugd/common/status.h"
 #include "plugd/common/value.h"
 #include "plugd/v1/plugin.grpc.pb.h"
@@ -449,7 +450,22 @@ absl::StatusOr<ExitStatus> Plugin::Stop() {
 // ------------------------------------------------------------------ Host ---
 
 absl::StatusOr<std::unique_ptr<Host>> Host::Create(HostOptions options) {
+  if (!options.grpc_poll_strategy.empty() &&
+      !IsKnownPollStrategy(options.grpc_poll_strategy)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "HostOptions::grpc_poll_strategy \"", options.grpc_poll_strategy,
+        "\" is not one of \"poll\", \"epoll1\" or \"\" (gRPC's "
+        "choice)"));
+  }
   log::RouteGrpcLogs();
+  // Before anything here initializes gRPC (PinCallbackCompletionQueue does).
+  const PollStrategyChoice poll =
+      ChooseGrpcPollStrategy(options.grpc_poll_strategy);
+  if (poll.too_late) {
+    PLUGD_LOG(INFO) << poll.description;
+  } else {
+    PLUGD_LOG(DEBUG) << poll.description;
+  }
   PinCallbackCompletionQueue();
   if (options.tune_allocator) {
     const AllocatorTuning tuning = TuneAllocator(kDefaultMaxMessageBytes);
