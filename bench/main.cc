@@ -110,8 +110,10 @@ int main(int argc, char** argv) {
     plugd::log::SetMinLevel(plugd::log::Level::kError);
   // Every client in this process, plugd's and the bare gRPC baselines
   // alike, runs with the poll strategy that the host library chooses for a
-  // host (HostOptions::grpc_poll_strategy), as they share its malloc
-  // tuning: one process, one setting. Before anything here uses gRPC.
+  // host by default (HostOptions::grpc_poll_strategy; today gRPC's own), as
+  // they share its malloc tuning: one process, one setting. Before anything
+  // here uses gRPC. GRPC_POLL_STRATEGY in the environment sets it for this
+  // process and for the children that inherit it (performance-notes.md §8).
   plugd::ChooseGrpcPollStrategy(plugd::host::HostOptions().grpc_poll_strategy);
   if (!callgrind_client.empty()) {
     return plugd::bench::CallgrindClientMain(callgrind_client, broker, calls);

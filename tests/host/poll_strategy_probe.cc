@@ -6,7 +6,7 @@
 //   plugd-test-poll-strategy [--strategy=NAME] [--grpc-first]
 //                            [--plugin=PATH]
 //
-// --strategy: HostOptions::grpc_poll_strategy (default: the default).
+// --strategy: HostOptions::grpc_poll_strategy (default: its default, "").
 // --grpc-first: use gRPC (a channel) before Host::Create.
 // --plugin: launch PATH (plugd-arith) and call its function mul(6, 7).
 // Prints "strategy=NAME", "env=VALUE|unset" and "mul=RESULT" lines; a

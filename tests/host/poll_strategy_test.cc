@@ -26,8 +26,16 @@ CommandResult Probe(const std::string& env, std::vector<std::string> args) {
   return RunCommand(argv, absl::Seconds(60));
 }
 
-TEST(HostPollStrategyTest, ByDefaultPollAndNothingLeftForPluginsToInherit) {
-  CommandResult r = Probe("", {"--plugin=" + Bin("plugd-arith")});
+TEST(HostPollStrategyTest, ByDefaultGrpcChooses) {
+  CommandResult r = Probe("", {});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("strategy=epoll1\n"));  // gRPC's on Linux
+  EXPECT_THAT(r.out, HasSubstr("env=unset\n"));
+}
+
+TEST(HostPollStrategyTest, PollWhenAskedAndNothingLeftForPluginsToInherit) {
+  CommandResult r =
+      Probe("", {"--strategy=poll", "--plugin=" + Bin("plugd-arith")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("strategy=poll\n"));
   // Removed again once gRPC has read it: plugins must not inherit it.
@@ -37,24 +45,21 @@ TEST(HostPollStrategyTest, ByDefaultPollAndNothingLeftForPluginsToInherit) {
 }
 
 TEST(HostPollStrategyTest, TheEnvironmentWins) {
-  CommandResult r = Probe("epoll1", {});
+  CommandResult r = Probe("epoll1", {"--strategy=poll"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("strategy=epoll1\n"));
   EXPECT_THAT(r.out, HasSubstr("env=epoll1\n"));
 }
 
-TEST(HostPollStrategyTest, EmptyLeavesItToGrpcAndEpoll1CanBeAsked) {
-  CommandResult r = Probe("", {"--strategy="});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("strategy=epoll1\n"));  // gRPC's on Linux
-  r = Probe("", {"--strategy=epoll1"});
+TEST(HostPollStrategyTest, Epoll1CanBeAskedToo) {
+  CommandResult r = Probe("", {"--strategy=epoll1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("strategy=epoll1\n"));
   EXPECT_THAT(r.out, HasSubstr("env=unset\n"));
 }
 
 TEST(HostPollStrategyTest, TooLateOnceGrpcIsInitializedAndSaysSo) {
-  CommandResult r = Probe("", {"--grpc-first"});
+  CommandResult r = Probe("", {"--grpc-first", "--strategy=poll"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("strategy=epoll1\n"));
   EXPECT_THAT(r.out, HasSubstr("env=unset\n"));

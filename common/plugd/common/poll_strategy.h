@@ -1,6 +1,6 @@
 // gRPC's poll strategy for a process that calls local plugins: the host
-// library (Host::Create) asks for "poll" where gRPC's default on Linux is
-// "epoll1".
+// library (Host::Create) can ask for "poll" where gRPC's default on Linux
+// is "epoll1" (HostOptions::grpc_poll_strategy; off by default).
 //
 //   plugd::PollStrategyChoice choice = plugd::ChooseGrpcPollStrategy("poll");
 //   PLUGD_LOG(DEBUG) << choice.description;
@@ -12,10 +12,12 @@
 // blocking call's completion queue polls the call's connection itself.
 // Measured on the 2-vCPU VM (docs/performance-notes.md §8): a host making
 // 64 B blocking calls to a plugin had 5 context switches per call instead
-// of 10 (host and plugin together), 30-40 % less CPU time, and p50 about
-// 0.88× (five alternating pairs); callback calls with 8 in flight and cold
-// start did not move beyond the noise. Not for every gRPC process: the
-// plugd daemon, with a connection to every plugin, used more CPU when idle
+// of 10 (host and plugin together), 30-40 % less CPU time, ~7 % fewer
+// instructions on the host side and p50 about 0.88× (five alternating
+// pairs). But callback-API calls that plugd's retry interceptor takes over
+// made 15-20 % fewer calls per second relative to a bare gRPC client (1 and
+// 8 in flight), so it is not the default. Not for every gRPC process either:
+// the plugd daemon, with a connection to every plugin, used more CPU when idle
 // with "poll" (1.3-1.4 % of a core against 0.7-0.8 % with 200 plugins), and
 // plugins (the C++ SDK's servers) answered more slowly with it, so both
 // keep gRPC's default.
