@@ -25,6 +25,11 @@ struct Options {
   std::set<std::string> only;
   // --markdown=FILE: also write the table as Markdown.
   std::string markdown_file;
+  // --grpc-poll-strategy=NAME: gRPC's poll strategy for every client of the
+  // bench (this process and its callgrind clients), as
+  // HostOptions::grpc_poll_strategy would choose it; "" (default): the
+  // host library's default.
+  std::string grpc_poll_strategy;
 };
 
 // What one run shares between scenarios.

@@ -58,6 +58,9 @@ absl::StatusOr<double> ClientRun(Context& ctx, const std::string& kind,
   argv.push_back("--callgrind-client=" + kind);
   argv.push_back(absl::StrCat("--calls=", calls));
   argv.push_back("--broker=" + broker);
+  if (!ctx.options.grpc_poll_strategy.empty()) {
+    argv.push_back("--grpc-poll-strategy=" + ctx.options.grpc_poll_strategy);
+  }
   absl::StatusOr<std::unique_ptr<Child>> child =
       Child::Start(argv, {}, ctx.tmp.File("valgrind.log"));
   if (!child.ok()) return child.status();

@@ -25,7 +25,6 @@
 #include "bench.h"
 #include "plugd/common/log.h"
 #include "plugd/common/poll_strategy.h"
-#include "plugd/host/host.h"
 
 namespace {
 
@@ -34,7 +33,10 @@ constexpr char kUsage[] =
     "  --quick          few calls and repetitions (also BENCH_QUICK=1)\n"
     "  --smoke          like --quick, shorter still (the ctest entry)\n"
     "  --only=GROUPS    calls, peer, coldstart, recovery, scale, callgrind\n"
-    "  --markdown=FILE  also write the table as Markdown\n";
+    "  --markdown=FILE  also write the table as Markdown\n"
+    "  --grpc-poll-strategy=poll|epoll1\n"
+    "                   gRPC's poll strategy for every client of the bench\n"
+    "                   (HostOptions::grpc_poll_strategy; default: gRPC's)\n";
 
 std::string FirstLine(const std::string& file, const std::string& prefix) {
   std::ifstream in(file);
@@ -78,6 +80,15 @@ int main(int argc, char** argv) {
       }
     } else if (absl::ConsumePrefix(&arg, "--markdown=")) {
       options.markdown_file = std::string(arg);
+    } else if (absl::ConsumePrefix(&arg, "--grpc-poll-strategy=")) {
+      options.grpc_poll_strategy = std::string(arg);
+      if (!plugd::IsKnownPollStrategy(options.grpc_poll_strategy)) {
+        std::fprintf(stderr,
+                     "plugd-bench: --grpc-poll-strategy wants poll or "
+                     "epoll1, not \"%s\"\n",
+                     options.grpc_poll_strategy.c_str());
+        return 2;
+      }
     } else if (absl::ConsumePrefix(&arg, "--callgrind-client=")) {
       callgrind_client = std::string(arg);
     } else if (absl::ConsumePrefix(&arg, "--broker=")) {
@@ -108,13 +119,18 @@ int main(int argc, char** argv) {
   // Plugins' and plugd's own log lines would drown the table.
   if (std::getenv("PLUGD_BENCH_DEBUG") == nullptr)
     plugd::log::SetMinLevel(plugd::log::Level::kError);
-  // Every client in this process, plugd's and the bare gRPC baselines
-  // alike, runs with the poll strategy that the host library chooses for a
-  // host by default (HostOptions::grpc_poll_strategy; today gRPC's own), as
-  // they share its malloc tuning: one process, one setting. Before anything
-  // here uses gRPC. GRPC_POLL_STRATEGY in the environment sets it for this
-  // process and for the children that inherit it (performance-notes.md §8).
-  plugd::ChooseGrpcPollStrategy(plugd::host::HostOptions().grpc_poll_strategy);
+  // Every client of the bench, plugd's and the bare gRPC baselines alike,
+  // runs with the poll strategy asked for, as they share the host's malloc
+  // tuning: one process, one setting (plugins and servers keep gRPC's).
+  // Before anything here uses gRPC.
+  if (!options.grpc_poll_strategy.empty()) {
+    const plugd::PollStrategyChoice choice =
+        plugd::ChooseGrpcPollStrategy(options.grpc_poll_strategy);
+    if (!choice.applied) {
+      std::fprintf(stderr, "plugd-bench: %s\n", choice.description.c_str());
+      return 2;
+    }
+  }
   if (!callgrind_client.empty()) {
     return plugd::bench::CallgrindClientMain(callgrind_client, broker, calls);
   }
@@ -146,7 +162,11 @@ int main(int argc, char** argv) {
       absl::StrCat("plugd-bench ", started, "; ", cores, " CPUs (", cpu,
                    "); load average at start ", load_start, ", at end ",
                    LoadAverage(), "; ", absl::StrFormat("%.1f", minutes),
-                   " min", options.quick ? "; quick mode" : "");
+                   " min", options.quick ? "; quick mode" : "",
+                   options.grpc_poll_strategy.empty()
+                       ? ""
+                       : "; clients with gRPC's poll strategy " +
+                             options.grpc_poll_strategy);
   std::printf("\n%s\n\n", header.c_str());
   std::printf("%s", ctx.report.Text().c_str());
   std::printf("\nplugd-bench: table complete (%d met, %d missed)\n",

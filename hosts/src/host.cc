@@ -461,8 +461,8 @@ absl::StatusOr<std::unique_ptr<Host>> Host::Create(HostOptions options) {
   // Before anything here initializes gRPC (PinCallbackCompletionQueue does).
   const PollStrategyChoice poll =
       ChooseGrpcPollStrategy(options.grpc_poll_strategy);
-  if (poll.too_late) {
-    PLUGD_LOG(INFO) << poll.description;
+  if (poll.ignored) {
+    PLUGD_LOG(WARNING) << poll.description;
   } else {
     PLUGD_LOG(DEBUG) << poll.description;
   }

@@ -4,10 +4,14 @@
 // call to a plugin:
 //
 //   plugd-test-poll-strategy [--strategy=NAME] [--grpc-first]
+//                            [--grpc-released-first] [--twice]
 //                            [--plugin=PATH]
 //
 // --strategy: HostOptions::grpc_poll_strategy (default: its default, "").
-// --grpc-first: use gRPC (a channel) before Host::Create.
+// --grpc-first: use gRPC (a channel, kept) before Host::Create.
+// --grpc-released-first: the same, but the channel is gone (and gRPC shut
+//   down) before Host::Create.
+// --twice: a second Host, created while the first lives.
 // --plugin: launch PATH (plugd-arith) and call its function mul(6, 7).
 // Prints "strategy=NAME", "env=VALUE|unset" and "mul=RESULT" lines; a
 // failure goes to stderr with exit status 1.
@@ -16,6 +20,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -30,6 +35,8 @@ const char* grpc_get_poll_strategy_name();
 int main(int argc, char** argv) {
   plugd::host::HostOptions options;
   bool grpc_first = false;
+  bool grpc_released_first = false;
+  bool twice = false;
   std::string plugin_path;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -37,6 +44,10 @@ int main(int argc, char** argv) {
       options.grpc_poll_strategy = arg.substr(11);
     } else if (arg == "--grpc-first") {
       grpc_first = true;
+    } else if (arg == "--grpc-released-first") {
+      grpc_released_first = true;
+    } else if (arg == "--twice") {
+      twice = true;
     } else if (absl::StartsWith(arg, "--plugin=")) {
       plugin_path = arg.substr(9);
     } else {
@@ -45,14 +56,23 @@ int main(int argc, char** argv) {
     }
   }
   std::shared_ptr<grpc::Channel> early;
-  if (grpc_first) {
+  if (grpc_first || grpc_released_first) {
     early = grpc::CreateChannel("unix:/nonexistent/probe",
                                 grpc::InsecureChannelCredentials());
   }
+  if (grpc_released_first) early.reset();
   auto host = plugd::host::Host::Create(options);
   if (!host.ok()) {
     std::fprintf(stderr, "%s\n", host.status().ToString().c_str());
     return 1;
+  }
+  absl::StatusOr<std::unique_ptr<plugd::host::Host>> second;
+  if (twice) {
+    second = plugd::host::Host::Create(options);
+    if (!second.ok()) {
+      std::fprintf(stderr, "%s\n", second.status().ToString().c_str());
+      return 1;
+    }
   }
   const char* env = std::getenv("GRPC_POLL_STRATEGY");
   std::printf("strategy=%s\nenv=%s\n", grpc_get_poll_strategy_name(),

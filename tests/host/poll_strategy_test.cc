@@ -16,10 +16,13 @@ using ::plugd::testing::Bin;
 using ::plugd::testing::CommandResult;
 using ::plugd::testing::RunCommand;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The probe with GRPC_POLL_STRATEGY as given ("" = unset) and `args`.
 CommandResult Probe(const std::string& env, std::vector<std::string> args) {
-  std::vector<std::string> argv = {"/usr/bin/env", "-u", "GRPC_POLL_STRATEGY"};
+  // PLUGD_LOG_LEVEL unset: the host's warnings must reach stderr.
+  std::vector<std::string> argv = {"/usr/bin/env", "-u", "GRPC_POLL_STRATEGY",
+                                   "-u", "PLUGD_LOG_LEVEL"};
   if (!env.empty()) argv.push_back("GRPC_POLL_STRATEGY=" + env);
   argv.push_back(Bin("plugd-test-poll-strategy"));
   argv.insert(argv.end(), args.begin(), args.end());
@@ -42,13 +45,22 @@ TEST(HostPollStrategyTest, PollWhenAskedAndNothingLeftForPluginsToInherit) {
   EXPECT_THAT(r.out, HasSubstr("env=unset\n"));
   // Calls work (the plugin itself runs with gRPC's default).
   EXPECT_THAT(r.out, HasSubstr("mul=42\n"));
+  EXPECT_THAT(r.err, Not(HasSubstr("WARN")));
 }
 
-TEST(HostPollStrategyTest, TheEnvironmentWins) {
+TEST(HostPollStrategyTest, ASecondHostFindsItChosenWithoutAWarning) {
+  CommandResult r = Probe("", {"--strategy=poll", "--twice"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("strategy=poll\n"));
+  EXPECT_THAT(r.err, Not(HasSubstr("WARN")));
+}
+
+TEST(HostPollStrategyTest, TheEnvironmentWinsAndTheHostSaysSo) {
   CommandResult r = Probe("epoll1", {"--strategy=poll"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("strategy=epoll1\n"));
   EXPECT_THAT(r.out, HasSubstr("env=epoll1\n"));
+  EXPECT_THAT(r.err, HasSubstr("GRPC_POLL_STRATEGY=epoll1 in the environment"));
 }
 
 TEST(HostPollStrategyTest, Epoll1CanBeAskedToo) {
@@ -63,7 +75,16 @@ TEST(HostPollStrategyTest, TooLateOnceGrpcIsInitializedAndSaysSo) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("strategy=epoll1\n"));
   EXPECT_THAT(r.out, HasSubstr("env=unset\n"));
-  EXPECT_THAT(r.err, HasSubstr("gRPC was already initialized"));
+  EXPECT_THAT(r.err, HasSubstr("is epoll1, not poll: gRPC chose it"));
+}
+
+// gRPC keeps the strategy it chose even after it was shut down: a host
+// created then must not claim "poll".
+TEST(HostPollStrategyTest, TooLateEvenAfterGrpcWasShutDown) {
+  CommandResult r = Probe("", {"--grpc-released-first", "--strategy=poll"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("strategy=epoll1\n"));
+  EXPECT_THAT(r.err, HasSubstr("is epoll1, not poll: gRPC chose it"));
 }
 
 TEST(HostPollStrategyTest, AnUnknownNameIsAnErrorNotAnAbort) {

@@ -11,8 +11,8 @@
 // the answer and wakes the caller, a hand-off per call. With "poll" a
 // blocking call's completion queue polls the call's connection itself.
 // Measured on the 2-vCPU VM (docs/performance-notes.md §8): a host making
-// 64 B blocking calls to a plugin had 5 context switches per call instead
-// of 10 (host and plugin together), 30-40 % less CPU time, ~7 % fewer
+// 64 B blocking calls to a plugin had about 5 context switches per call
+// instead of 11 (host and plugin together), 40 % less CPU time, ~7 % fewer
 // instructions on the host side and p50 about 0.88× (five alternating
 // pairs). But callback-API calls that plugd's retry interceptor takes over
 // made 15-20 % fewer calls per second relative to a bare gRPC client (1 and
@@ -23,13 +23,15 @@
 // keep gRPC's default.
 //
 // gRPC reads the strategy once, from the environment variable
-// GRPC_POLL_STRATEGY, when it is first initialized in the process. So
-// ChooseGrpcPollStrategy does nothing when gRPC is already initialized, or
-// when GRPC_POLL_STRATEGY is set (the user's choice wins). Otherwise it sets
-// the variable, initializes gRPC (which then stays initialized until the
-// process exits) and removes the variable again, so that processes started
-// later (plugins) do not inherit it. Like any setenv, it must not race with
-// other threads reading the environment: call it (or Host::Create) early.
+// GRPC_POLL_STRATEGY, when it is first initialized in the process (and
+// keeps it if it is shut down and initialized again). So
+// ChooseGrpcPollStrategy sets the variable unless it is already set (the
+// user's choice wins), initializes gRPC (which then stays initialized until
+// the process exits; if gRPC had run before, it keeps what it chose then),
+// removes the variable again, so that processes started later (plugins)
+// do not inherit it, and reports which strategy gRPC runs with. Like any
+// setenv, it must not race with other threads reading the environment: call it
+// (or Host::Create) early.
 #ifndef PLUGD_COMMON_POLL_STRATEGY_H_
 #define PLUGD_COMMON_POLL_STRATEGY_H_
 
@@ -37,12 +39,14 @@
 
 namespace plugd {
 
-// What ChooseGrpcPollStrategy did.
+// What ChooseGrpcPollStrategy found.
 struct PollStrategyChoice {
-  // True when gRPC was initialized with the strategy asked for.
+  // True when gRPC runs (or, per GRPC_POLL_STRATEGY, will run) with the
+  // strategy asked for, whether this call or an earlier one chose it.
   bool applied = false;
-  // True when gRPC had been initialized before, so nothing could be chosen.
-  bool too_late = false;
+  // True when a strategy was asked for and gRPC runs with another: it had
+  // chosen when first initialized, or the environment says otherwise.
+  bool ignored = false;
   // One line for the log: what was chosen, or why nothing was.
   std::string description;
 };
@@ -51,9 +55,12 @@ struct PollStrategyChoice {
 // "epoll1" (gRPC 1.51 aborts the process on a name it does not know).
 bool IsKnownPollStrategy(const std::string& strategy);
 
-// Initializes gRPC with `strategy` ("poll" or "epoll1") if gRPC is not
-// initialized yet and GRPC_POLL_STRATEGY is unset; see above. An empty or
-// unknown `strategy` does nothing. Thread-safe.
+// Initializes gRPC asking for `strategy` ("poll" or "epoll1"), which it
+// gets unless gRPC has chosen one before in this process or
+// GRPC_POLL_STRATEGY says otherwise; see above. An empty or unknown
+// `strategy` does nothing. Calls are serialized
+// against each other only: the setenv must not race with other threads
+// reading the environment, so call it before starting any.
 PollStrategyChoice ChooseGrpcPollStrategy(const std::string& strategy);
 
 }  // namespace plugd

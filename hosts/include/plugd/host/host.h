@@ -209,18 +209,19 @@ struct HostOptions {
   // PluginInfo::tune_allocator in the C++ SDK).
   bool tune_allocator = true;
   // gRPC's poll strategy for THIS (the host's) process, chosen by
-  // Host::Create: "" (default: leave it to gRPC, "epoll1" on Linux),
-  // "poll" or "epoll1". Set "poll" in a host whose plugin calls are
+  // Host::Create: "" (default: leave it to gRPC, "epoll1" on Linux, "poll"
+  // where epoll is missing), "poll" or "epoll1" (gRPC aborts the process
+  // where epoll is missing). Set "poll" in a host whose plugin calls are
   // blocking calls: the calling thread then reads its own answer instead
   // of being woken by whichever gRPC thread polled it, half the context
-  // switches per call, 30-40 % less CPU and ~7 % fewer instructions on
+  // switches per call, about 40 % less CPU and ~7 % fewer instructions on
   // the host side. Leave it for callback-API calls: with "poll" those
   // made 15-20 % fewer calls per second through plugd's retry takeover
   // (plugd/common/poll_strategy.h, docs/performance-notes.md §8). gRPC
-  // reads the strategy once per process, so it is chosen only when
+  // chooses the strategy once per process, so it is chosen only when
   // Host::Create runs before anything else in the process has used gRPC,
   // and GRPC_POLL_STRATEGY in the environment wins; otherwise Host::Create
-  // logs why nothing changed. Anything but the three values is an
+  // logs a warning that says why. Anything but the three values is an
   // InvalidArgument error.
   std::string grpc_poll_strategy;
 };
