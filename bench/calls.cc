@@ -2,14 +2,13 @@
 // go-plugin peer, the Python and Node plugins).
 #include <grpcpp/grpcpp.h>
 
-#include <atomic>
 #include <cstdio>
 #include <functional>
 #include <regex>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "bench.h"
+#include "callback_throughput.h"
 #include "clients.h"
 
 namespace plugd::bench {
@@ -52,54 +51,20 @@ std::vector<Samples> MeasureLatency(const std::vector<EchoTarget*>& targets,
 }
 
 // `calls` calls with `inflight` outstanding at any time (the callback API
-// on one channel); calls per second, or 0 with *error set.
+// on one channel, after a warm-up); calls per second, or 0 with *error set.
 double MeasureThroughput(const std::shared_ptr<grpc::Channel>& channel,
                          int inflight, int calls, const std::string& payload,
                          std::string* error) {
-  auto stub = echo::v1::Echo::NewStub(channel);
-  struct Slot {
-    std::unique_ptr<grpc::ClientContext> context;
-    echo::v1::EchoRequest request;
-    echo::v1::EchoResponse response;
-  };
-  std::vector<Slot> slots(static_cast<size_t>(inflight));
-  std::atomic<int> started{0};
-  std::atomic<int> completed{0};
-  std::atomic<int> failed{0};
-  absl::Notification done;
-  std::function<void(Slot*)> issue = [&](Slot* slot) {
-    slot->context = std::make_unique<grpc::ClientContext>();
-    slot->context->set_deadline(
-        absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-    stub->async()->Echo(slot->context.get(), &slot->request, &slot->response,
-                        [&, slot](grpc::Status status) {
-                          if (!status.ok()) failed.fetch_add(1);
-                          if (started.fetch_add(1) < calls) issue(slot);
-                          if (completed.fetch_add(1) + 1 == calls) {
-                            done.Notify();
-                          }
-                        });
-  };
-  for (Slot& slot : slots) slot.request.set_payload(payload);
-  // Warm-up: one call per slot, so that the connection is up.
+  // Warm-up, so that the connection is up.
   {
     std::string e;
     GrpcTarget warm(channel);
     for (int i = 0; i < 20; ++i) warm.Call(payload, &e);
   }
-  const int64_t t0 = NowNanos();
-  for (Slot& slot : slots) {
-    if (started.fetch_add(1) < calls) issue(&slot);
-  }
-  done.WaitForNotificationWithTimeout(absl::Seconds(300));
-  const int64_t t1 = NowNanos();
-  if (!done.HasBeenNotified() || failed.load() > 0) {
-    *error = absl::StrCat(failed.load(), " calls failed");
-    // Let the outstanding callbacks finish before the slots go away.
-    done.WaitForNotification();
-    return 0;
-  }
-  return static_cast<double>(calls) / (static_cast<double>(t1 - t0) / 1e9);
+  auto stub = echo::v1::Echo::NewStub(channel);
+  echo::v1::EchoRequest request;
+  request.set_payload(payload);
+  return CallbackThroughput(stub.get(), request, inflight, calls, error);
 }
 
 // `rounds` rounds of `a` then `b`, the order swapped every round (a b, b a,

@@ -27,16 +27,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "callback_throughput.h"
 #include "echo/v1/echo.grpc.pb.h"
 #include "perf_args.h"
 #include "plugd/common/channel.h"
@@ -187,40 +185,6 @@ std::unique_ptr<Server> Start(plugd::host::Host* host, const Options& o,
   return std::make_unique<BareServer>(n);
 }
 
-// o.calls calls with o.inflight callback-API calls outstanding; calls/s.
-double CallbackThroughput(echo::v1::Echo::Stub* stub,
-                          const echo::v1::EchoRequest& request,
-                          const Options& o) {
-  struct Slot {
-    std::unique_ptr<grpc::ClientContext> context;
-    echo::v1::EchoResponse response;
-  };
-  std::vector<Slot> slots(o.inflight);
-  std::atomic<int> started{0};
-  std::mutex mu;
-  std::condition_variable cv;
-  int completed = 0;  // guarded by mu
-  std::function<void(Slot*)> issue = [&](Slot* slot) {
-    slot->context = std::make_unique<grpc::ClientContext>();
-    stub->async()->Echo(slot->context.get(), &request, &slot->response,
-                        [&, slot](const grpc::Status& status) {
-                          if (!status.ok()) {
-                            Die("Echo: " + status.error_message());
-                          }
-                          if (started.fetch_add(1) < o.calls) issue(slot);
-                          std::lock_guard<std::mutex> lock(mu);
-                          if (++completed == o.calls) cv.notify_one();
-                        });
-  };
-  auto t0 = Clock::now();
-  for (Slot& slot : slots) {
-    if (started.fetch_add(1) < o.calls) issue(&slot);
-  }
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return completed == o.calls; });
-  return o.calls / (Micros(Clock::now() - t0) / 1e6);
-}
-
 int Warmup(int calls) { return std::clamp(calls / 10, 10, 1000); }
 
 // The raw floor: a forked child echoes [u32 length][payload] frames.
@@ -362,8 +326,11 @@ int main(int argc, char** argv) {
     std::printf("{\"p50_us\":%.1f,\"p99_us\":%.1f}\n", Percentile(times, 50),
                 Percentile(times, 99));
   } else if (o.mode == "throughput" && o.client == "callback") {
-    std::printf("{\"calls_per_s\":%.0f}\n",
-                CallbackThroughput(server->stub(), request, o));
+    std::string error;
+    const double rate = plugd::bench::CallbackThroughput(
+        server->stub(), request, o.inflight, o.calls, &error);
+    if (rate == 0) Die("Echo: " + error);
+    std::printf("{\"calls_per_s\":%.0f}\n", rate);
   } else if (o.mode == "throughput") {
     std::atomic<int> next{0};
     std::vector<std::thread> threads;
