@@ -14,46 +14,41 @@
 const char* grpc_get_poll_strategy_name();
 
 namespace plugd {
-namespace {
 
-constexpr char kVariable[] = "GRPC_POLL_STRATEGY";
+std::string GrpcPollStrategyInUse() { return grpc_get_poll_strategy_name(); }
 
-}  // namespace
-
-bool IsKnownPollStrategy(const std::string& strategy) {
-  return strategy == "poll" || strategy == "epoll1";
-}
-
-PollStrategyChoice ChooseGrpcPollStrategy(const std::string& strategy) {
+absl::StatusOr<PollStrategyChoice> ChooseGrpcPollStrategy(
+    const std::string& strategy) {
+  static constexpr char kVariable[] = "GRPC_POLL_STRATEGY";
   PollStrategyChoice out;
   if (strategy.empty()) {
     out.description = "gRPC's poll strategy left to gRPC";
     return out;
   }
-  if (!IsKnownPollStrategy(strategy)) {
+  if (strategy != "poll" && strategy != "epoll1") {
     // gRPC aborts the process on a name it does not know.
-    out.ignored = true;
-    out.description = absl::StrCat("gRPC's poll strategy not set: \"", strategy,
-                                   "\" is not poll or epoll1");
-    return out;
+    return absl::InvalidArgumentError(
+        absl::StrCat("gRPC poll strategy \"", strategy,
+                     "\" is not one of \"poll\", \"epoll1\" or \"\" (gRPC's "
+                     "choice)"));
   }
   static std::mutex mu;
   std::lock_guard<std::mutex> lock(mu);
-  const char* set = std::getenv(kVariable);
-  const std::string from_environment = set == nullptr ? "" : set;
-  if (set == nullptr) setenv(kVariable, strategy.c_str(), 1);
-  // gRPC chooses its strategy here if it has never run in this process,
-  // and keeps the one it chose otherwise (even across a shutdown). Never
-  // shut down (see the header); after it the name can be read.
-  grpc_init();
-  if (set == nullptr) unsetenv(kVariable);
-  const char* name = grpc_get_poll_strategy_name();
-  const std::string chosen = name == nullptr ? "" : name;
+  const char* from_environment = std::getenv(kVariable);
+  // Once gRPC runs, its choice is made: read it, leave the environment be.
+  if (grpc_is_initialized() == 0) {
+    if (from_environment == nullptr) setenv(kVariable, strategy.c_str(), 1);
+    // gRPC chooses here if it has never run in this process, and keeps the
+    // one it chose otherwise (even across a shutdown). Never shut down (see
+    // the header).
+    grpc_init();
+    if (from_environment == nullptr) unsetenv(kVariable);
+  }
+  const std::string chosen = GrpcPollStrategyInUse();
   out.applied = chosen == strategy;
-  out.ignored = !out.applied;
   if (out.applied) {
     out.description = absl::StrCat("gRPC's poll strategy: ", strategy);
-  } else if (!from_environment.empty()) {
+  } else if (from_environment != nullptr) {
     out.description = absl::StrCat(
         "gRPC's poll strategy is ", chosen, ", not ", strategy, ": ", kVariable,
         "=", from_environment, " in the environment chooses");

@@ -450,21 +450,18 @@ absl::StatusOr<ExitStatus> Plugin::Stop() {
 // ------------------------------------------------------------------ Host ---
 
 absl::StatusOr<std::unique_ptr<Host>> Host::Create(HostOptions options) {
-  if (!options.grpc_poll_strategy.empty() &&
-      !IsKnownPollStrategy(options.grpc_poll_strategy)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "HostOptions::grpc_poll_strategy \"", options.grpc_poll_strategy,
-        "\" is not one of \"poll\", \"epoll1\" or \"\" (gRPC's "
-        "choice)"));
-  }
   log::RouteGrpcLogs();
   // Before anything here initializes gRPC (PinCallbackCompletionQueue does).
-  const PollStrategyChoice poll =
+  const absl::StatusOr<PollStrategyChoice> poll =
       ChooseGrpcPollStrategy(options.grpc_poll_strategy);
-  if (poll.ignored) {
-    PLUGD_LOG(WARNING) << poll.description;
+  if (!poll.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "HostOptions::grpc_poll_strategy: ", poll.status().message()));
+  }
+  if (!options.grpc_poll_strategy.empty() && !poll->applied) {
+    PLUGD_LOG(WARNING) << poll->description;
   } else {
-    PLUGD_LOG(DEBUG) << poll.description;
+    PLUGD_LOG(DEBUG) << poll->description;
   }
   PinCallbackCompletionQueue();
   if (options.tune_allocator) {

@@ -25,12 +25,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/time/time.h"
+#include "plugd/common/poll_strategy.h"
 #include "plugd/common/value.h"
 #include "plugd/host/host.h"
-
-// gRPC 1.51's core (src/core/lib/iomgr/ev_posix.h, not installed): the
-// name of the poll strategy this process runs with.
-const char* grpc_get_poll_strategy_name();
 
 int main(int argc, char** argv) {
   plugd::host::HostOptions options;
@@ -75,7 +72,7 @@ int main(int argc, char** argv) {
     }
   }
   const char* env = std::getenv("GRPC_POLL_STRATEGY");
-  std::printf("strategy=%s\nenv=%s\n", grpc_get_poll_strategy_name(),
+  std::printf("strategy=%s\nenv=%s\n", plugd::GrpcPollStrategyInUse().c_str(),
               env == nullptr ? "unset" : env);
   if (!plugin_path.empty()) {
     plugd::host::PluginOptions plugin_options;

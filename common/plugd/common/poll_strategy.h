@@ -29,7 +29,8 @@
 // user's choice wins), initializes gRPC (which then stays initialized until
 // the process exits; if gRPC had run before, it keeps what it chose then),
 // removes the variable again, so that processes started later (plugins)
-// do not inherit it, and reports which strategy gRPC runs with. Like any
+// do not inherit it, and reports which strategy gRPC runs with. Once gRPC
+// is running it only reads that. Like any
 // setenv, it must not race with other threads reading the environment: call it
 // (or Host::Create) early.
 #ifndef PLUGD_COMMON_POLL_STRATEGY_H_
@@ -37,31 +38,35 @@
 
 #include <string>
 
+#include "absl/status/statusor.h"
+
 namespace plugd {
 
 // What ChooseGrpcPollStrategy found.
 struct PollStrategyChoice {
-  // True when gRPC runs (or, per GRPC_POLL_STRATEGY, will run) with the
-  // strategy asked for, whether this call or an earlier one chose it.
+  // True when gRPC runs with the strategy asked for, whether this call or
+  // an earlier one chose it. False for "" (nothing asked) and when gRPC runs
+  // with another: it had chosen when first initialized, or the environment
+  // said otherwise.
   bool applied = false;
-  // True when a strategy was asked for and gRPC runs with another: it had
-  // chosen when first initialized, or the environment says otherwise.
-  bool ignored = false;
-  // One line for the log: what was chosen, or why nothing was.
+  // One line for the log: what was chosen, or why it was not.
   std::string description;
 };
 
-// Whether `strategy` is one ChooseGrpcPollStrategy accepts: "poll" or
-// "epoll1" (gRPC 1.51 aborts the process on a name it does not know).
-bool IsKnownPollStrategy(const std::string& strategy);
-
 // Initializes gRPC asking for `strategy` ("poll" or "epoll1"), which it
 // gets unless gRPC has chosen one before in this process or
-// GRPC_POLL_STRATEGY says otherwise; see above. An empty or unknown
-// `strategy` does nothing. Calls are serialized
-// against each other only: the setenv must not race with other threads
-// reading the environment, so call it before starting any.
-PollStrategyChoice ChooseGrpcPollStrategy(const std::string& strategy);
+// GRPC_POLL_STRATEGY says otherwise; see above. "" does nothing; any other
+// name is InvalidArgument (gRPC 1.51 would abort the process on it). Once
+// gRPC runs it only reads gRPC's choice and leaves the environment alone.
+// Calls are serialized against each other only: the setenv must not race
+// with other threads reading the environment, so call it before starting
+// any.
+absl::StatusOr<PollStrategyChoice> ChooseGrpcPollStrategy(
+    const std::string& strategy);
+
+// The poll strategy gRPC runs with in this process ("epoll1", "poll").
+// Only once gRPC has been initialized.
+std::string GrpcPollStrategyInUse();
 
 }  // namespace plugd
 
