@@ -446,6 +446,18 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     return StatusOf(*e);
   }
 
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel(
+      const std::string& name) {
+    Entry* e = Find(name);
+    if (e == nullptr) return NotFound(name);
+    if (e->process == nullptr || !e->process->running()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("plugin ", name, " has no running instance (",
+                       StateName(StatusOf(*e).state()), ")"));
+    }
+    return e->process->channel();
+  }
+
   std::vector<v1::PluginStatus> List() {
     std::vector<v1::PluginStatus> out;
     for (const auto& [n, e] : entries_) out.push_back(StatusOf(*e));
@@ -1187,6 +1199,11 @@ absl::StatusOr<SupervisedPluginSpec> Supervisor::Spec(
 absl::StatusOr<v1::PluginStatus> Supervisor::Get(
     const std::string& name) const {
   return loop_->Run([&] { return impl_->Get(name); });
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Supervisor::Channel(
+    const std::string& name) const {
+  return loop_->Run([&] { return impl_->Channel(name); });
 }
 
 std::vector<v1::PluginStatus> Supervisor::List() const {

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "kv/v1/kv.grpc.pb.h"
 #include "plugd/common/value.h"
+#include "plugd/v1/plugin.grpc.pb.h"
 #include "test_util.h"
 
 namespace plugd::host {
@@ -101,6 +102,47 @@ TEST_F(HostTest, LaunchReturnsTheCallChannelConnectedOnItsOnlyConnection) {
       arith->Call("add", {NumberValue(1), NumberValue(1)}, absl::Seconds(5));
   EXPECT_EQ(after.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(after.status().message()), HasSubstr("plugin arith"));
+}
+
+TEST_F(HostTest, SupervisedLaunchAsksOnTheSupervisorsConnectionAndConnects) {
+  PluginOptions options;
+  options.command = {Bin("plugd-arith")};
+  options.supervision = SupervisionOptions();
+  auto arith = MustLaunch(options);
+  ASSERT_NE(arith, nullptr);
+  // Launch started the application channel's connection; it did not wait
+  // for the first call to do so.
+  EXPECT_NE(arith->channel()->GetState(/*try_to_connect=*/false),
+            GRPC_CHANNEL_IDLE);
+
+  // The supervisor's own connection to the running instance answers
+  // Control/Describe: what Launch asked for the plugin's services.
+  broker::Supervisor* supervisor = host_->supervisor();
+  ASSERT_NE(supervisor, nullptr);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      supervisor->Channel("arith");
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  auto stub = v1::Control::NewStub(*channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  v1::DescribeResponse described;
+  grpc::Status status =
+      stub->Describe(&context, v1::DescribeRequest(), &described);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(described.services(), ::testing::Contains("plugd.v1.Functions"));
+  auto sum = arith->Call("add", {NumberValue(2), NumberValue(3)});
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->number_value(), 5);
+
+  EXPECT_EQ(supervisor->Channel("nope").status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(arith->Stop().ok());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> stopped =
+      supervisor->Channel("arith");
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(stopped.status().message()),
+              AllOf(HasSubstr("plugin arith"), HasSubstr("no running")));
 }
 
 TEST_F(HostTest, FunctionErrorsAreClear) {

@@ -121,6 +121,14 @@ class Supervisor {
   absl::StatusOr<v1::PluginStatus> Get(const std::string& name) const;
   std::vector<v1::PluginStatus> List() const;
   absl::StatusOr<v1::ResolveResponse> Resolve(const std::string& name) const;
+  // The broker's connection to the plugin's running instance
+  // (PluginProcess::channel(): its health checks' channel, connected since
+  // the start's connect check), for a quick question of the supervisor's
+  // owner such as Control/Describe; not for applications' calls.
+  // NOT_FOUND for an unknown plugin, FAILED_PRECONDITION when no instance
+  // is running.
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel(
+      const std::string& name) const;
 
   // Operator actions. Each resets the restart count and clears a failed
   // state. They complete when the plugin is ready (Start, Restart), stopped
