@@ -1,5 +1,6 @@
 // Scenario 8: instructions per 64 B typed call under callgrind, plugd
-// against bare gRPC with plugd's settings, on each end of the call.
+// against bare gRPC with plugd's settings (the target) and with gRPC's
+// defaults, on each end of the call.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -74,8 +75,9 @@ absl::StatusOr<double> ClientRun(Context& ctx, const std::string& kind,
   return TotalInstructions(out);
 }
 
-// Server side: the server under callgrind, the client native (this
-// process, with plugd's channel settings for both).
+// Server side: the server under callgrind (kind plugd, grpc or
+// grpc-default), the client native (this process, with plugd's channel
+// settings for all three).
 absl::StatusOr<double> ServerRun(Context& ctx, host::Host& host,
                                  const std::string& kind, int calls) {
   const std::string out =
@@ -91,7 +93,9 @@ absl::StatusOr<double> ServerRun(Context& ctx, host::Host& host,
     options.stop_grace = absl::Seconds(120);
     absl::StatusOr<std::shared_ptr<host::Plugin>> plugin = host.Launch(options);
     if (!plugin.ok()) return plugin.status();
-    GrpcTarget target((*plugin)->channel());
+    // The same client as the bare servers get, so that only the server
+    // differs.
+    GrpcTarget target(PlugdSettingsChannel((*plugin)->target()));
     for (int i = 0; i < 20 + calls; ++i) {
       if (!target.Call(payload, &error)) break;
     }
@@ -104,7 +108,9 @@ absl::StatusOr<double> ServerRun(Context& ctx, host::Host& host,
   } else {
     const std::string socket = ctx.tmp.File(absl::StrCat("cg", calls, ".sock"));
     std::vector<std::string> argv = Callgrind(out);
-    argv.insert(argv.end(), {Bin("bench-echo-server"), "--mode", "grpc-plugd",
+    // kind "grpc": plugd's settings (mode grpc-plugd); "grpc-default".
+    argv.insert(argv.end(), {Bin("bench-echo-server"), "--mode",
+                             kind == "grpc" ? "grpc-plugd" : "grpc-default",
                              "--socket", socket});
     absl::StatusOr<std::unique_ptr<Child>> child =
         Child::Start(argv, {}, ctx.tmp.File("valgrind.log"));
@@ -163,9 +169,19 @@ int CallgrindClientMain(const std::string& kind, const std::string& broker,
     server = std::move(*s);
     target =
         std::make_unique<GrpcTarget>(PlugdSettingsChannel("unix:" + socket));
+  } else if (kind == "grpc-default") {
+    // gRPC's defaults, glibc's malloc settings: what an application that
+    // uses gRPC without plugd gets.
+    const std::string socket = tmp.File("s.sock");
+    absl::StatusOr<std::unique_ptr<Child>> s =
+        StartEchoServer("grpc-default", socket);
+    if (!s.ok()) return 1;
+    server = std::move(*s);
+    target = std::make_unique<GrpcTarget>(DefaultChannel("unix:" + socket));
   } else {
     std::printf(
-        "--callgrind-client must be plugd, plugd-while-unstable or grpc\n");
+        "--callgrind-client must be plugd, plugd-while-unstable, grpc or "
+        "grpc-default\n");
     return 2;
   }
   std::string error;
@@ -212,8 +228,10 @@ void RunCallgrind(Context& ctx) {
   auto client = [&](const std::string& kind, int calls) {
     return ClientRun(ctx, kind, broker, calls);
   };
+  // `defaults`: against bare gRPC with gRPC's defaults (information, no
+  // target) instead of the tuned bare pair.
   auto add = [&](const std::string& side, absl::StatusOr<double> plugd,
-                 absl::StatusOr<double> grpc) {
+                 absl::StatusOr<double> grpc, bool defaults = false) {
     if (!plugd.ok() || !grpc.ok()) {
       report.Skip(sc, side,
                   std::string((plugd.ok() ? grpc : plugd).status().message()));
@@ -224,10 +242,13 @@ void RunCallgrind(Context& ctx) {
     row.figure = "plugd 64 B typed call, " + side;
     row.value = *plugd;
     row.unit = "Ir/call";
-    row.baseline = "bare gRPC, plugd settings";
+    row.baseline =
+        defaults ? "bare gRPC, defaults" : "bare gRPC, plugd settings";
     row.baseline_value = *grpc;
-    row.goal = Goal::kAtMost;
-    row.target = 1.05;
+    if (!defaults) {
+      row.goal = Goal::kAtMost;
+      row.target = 1.05;
+    }
     report.Add(row);
   };
   {
@@ -239,6 +260,7 @@ void RunCallgrind(Context& ctx) {
     // stable plugin's calls skip the retry interceptor's second call.
     absl::StatusOr<double> u = per_call(client, "plugd-while-unstable");
     add("host (client) side, RetryMode::kWhileUnstable", u, g);
+    add("host (client) side", p, per_call(client, "grpc-default"), true);
   }
   absl::StatusOr<std::unique_ptr<host::Host>> host = host::Host::Create();
   if (!host.ok()) return;
@@ -248,6 +270,7 @@ void RunCallgrind(Context& ctx) {
   absl::StatusOr<double> p = per_call(server, "plugd");
   absl::StatusOr<double> g = per_call(server, "grpc");
   add("plugin (server) side", p, g);
+  add("plugin (server) side", p, per_call(server, "grpc-default"), true);
 }
 
 }  // namespace plugd::bench

@@ -165,8 +165,8 @@ int main(int argc, char** argv) {
                              options.grpc_poll_strategy);
   std::printf("\n%s\n\n", header.c_str());
   std::printf("%s", ctx.report.Text().c_str());
-  std::printf("\nplugd-bench: table complete (%d met, %d missed)\n",
-              ctx.report.met(), ctx.report.missed());
+  std::printf("\nplugd-bench: table complete (%d met, %d missed, %d skipped)\n",
+              ctx.report.met(), ctx.report.missed(), ctx.report.skipped());
   if (!options.markdown_file.empty()) {
     std::ofstream out(options.markdown_file);
     out << header << "\n\n" << ctx.report.Markdown();

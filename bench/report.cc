@@ -186,4 +186,9 @@ int Report::met() const {
                     [](const Row& r) { return Verdict(r) == "met"; }));
 }
 
+int Report::skipped() const {
+  return static_cast<int>(std::count_if(
+      rows_.begin(), rows_.end(), [](const Row& r) { return r.skipped; }));
+}
+
 }  // namespace plugd::bench

@@ -24,6 +24,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "plugd/broker/proc_stat.h"
 #include "plugd/broker/spawn.h"
 
@@ -273,6 +274,18 @@ absl::StatusOr<ProcUsage> ReadProcUsage(pid_t pid) {
         std::vector<std::string> parts =
             absl::StrSplit(line, ' ', absl::SkipEmpty());
         if (parts.size() >= 2) absl::SimpleAtoi(parts[1], &usage.rss_kib);
+      }
+    }
+  }
+  {
+    const std::string rollup =
+        broker::internal::ReadProcFile(pid, "smaps_rollup")
+            .value_or(std::string());
+    for (absl::string_view line : absl::StrSplit(rollup, '\n')) {
+      if (absl::ConsumePrefix(&line, "Pss:")) {
+        absl::ConsumeSuffix(&line, "kB");
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &usage.pss_kib);
+        break;
       }
     }
   }

@@ -103,6 +103,10 @@ struct ProcUsage {
   double cpu_seconds = 0;        // utime + stime
   int64_t context_switches = 0;  // voluntary + nonvoluntary, all threads
   int64_t rss_kib = 0;           // VmRSS
+  // Pss of /proc/PID/smaps_rollup: resident pages, each shared one divided
+  // among the processes that map it (the static binary's text, shared by
+  // every plugin of that executable); 0 if unreadable.
+  int64_t pss_kib = 0;
   int threads = 0;
 };
 absl::StatusOr<ProcUsage> ReadProcUsage(pid_t pid);

@@ -14,6 +14,8 @@ packages=(
   libboost1.81-dev libboost-filesystem1.81-dev
   # Config files, tests, benchmarks
   libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # plugd-bench's instructions-per-call scenario (callgrind)
+  valgrind
   # SHA-256 of pinned plugin executables (OpenSSL's libcrypto EVP); its
   # libssl.a/libcrypto.a and zlib's libz.a are what gRPC links statically
   # (cmake/PlugdStaticGrpc.cmake)
