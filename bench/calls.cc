@@ -246,7 +246,13 @@ void RunCalls(Context& ctx) {
           const int i = (k + r) % 3;
           const double rate =
               MeasureThroughput(channels[i], inflight, calls, payload, &error);
-          if (rate > 0) rates[i].Add(rate);
+          if (rate > 0) {
+            rates[i].Add(rate);
+          } else {
+            static const char* const kNames[] = {
+                "plugd", "bare gRPC, plugd settings", "bare gRPC, defaults"};
+            error = absl::StrCat(kNames[i], ": ", error);
+          }
         }
       }
       if (!error.empty() || rates[0].empty() || rates[1].empty() ||

@@ -164,9 +164,11 @@ void RunColdStart(Context& ctx) {
         if (which == 2) {
           auto g = RunGoPluginHost("coldstart", 64, per_round, 1, one);
           if (!g.ok()) {
-            error = std::string(g.status().message());
+            error = "bench-goplugin-host: " + std::string(g.status().message());
+          } else if (auto ms = g->find("cold_start_ms"); ms == g->end()) {
+            error = "bench-goplugin-host printed no cold_start_ms";
           } else {
-            go.Add((*g)["cold_start_ms"]);
+            go.Add(ms->second);
           }
           continue;
         }
@@ -175,7 +177,8 @@ void RunColdStart(Context& ctx) {
               PlugdColdStart(**host, absl::StrCat("cold", n++),
                              {Bin("plugd-echo")}, /*supervised=*/which == 1);
           if (!ms.ok()) {
-            error = std::string(ms.status().message());
+            error = absl::StrCat(which == 1 ? "supervised" : "unsupervised",
+                                 " plugd launch: ", ms.status().message());
           } else {
             (which == 1 ? supervised : unsupervised).Add(*ms);
           }
@@ -183,7 +186,14 @@ void RunColdStart(Context& ctx) {
       }
     }
     if (!error.empty()) {
-      report.Skip("3 peers", "go-plugin cold start (" + procs + ")", error);
+      // Both target rows go unmeasured.
+      for (const char* kind : {"", "supervised "}) {
+        report.Skip(
+            "3 peers",
+            absl::StrCat("C++ plugin ", kind, "launch against go-plugin (",
+                         procs, ") cold start"),
+            error);
+      }
       continue;
     }
     report.Add(MakeRow("ms", "3 peers", "C++ plugin launch -> first call, p50",

@@ -188,7 +188,8 @@ int Report::met() const {
 
 int Report::skipped() const {
   return static_cast<int>(std::count_if(
-      rows_.begin(), rows_.end(), [](const Row& r) { return r.skipped; }));
+      rows_.begin(), rows_.end(),
+      [](const Row& r) { return r.skipped || Verdict(r) == "n/a"; }));
 }
 
 }  // namespace plugd::bench

@@ -65,8 +65,9 @@ class Report {
   void SortByScenario();
   int missed() const;
   int met() const;
-  // Rows that could not be measured (a missing tool, a failed start): their
-  // targets count as neither met nor missed, so the summary names them.
+  // Rows that could not be measured (a missing tool, a failed start), and
+  // target rows without a baseline figure to compare ("n/a"): they count as
+  // neither met nor missed, so the summary names them.
   int skipped() const;
   const std::vector<Row>& rows() const { return rows_; }
 

@@ -113,7 +113,7 @@ void RunScale(Context& ctx) {
     if (n >= 200) {
       // The "30 MB": 30,000,000 bytes, 28.6 MiB.
       rss.goal = Goal::kValueAtMost;
-      rss.target = 28.6;
+      rss.target = 30e6 / (1 << 20);
     }
     report.Add(rss);
 
@@ -192,10 +192,15 @@ void RunScale(Context& ctx) {
       report.Add(r);
       // What each plugin adds to the machine's memory: its RSS counts the
       // pages of the executable that all plugd-echo processes share.
-      if (!pss_each.empty()) {
+      if (pss_each.size() == rss_each.size()) {
         r.figure = absl::StrCat("plugin idle PSS (mean), ", label);
         r.value = pss_each.Mean();
         report.Add(r);
+      } else {
+        report.Skip(sc, absl::StrCat("plugin idle PSS (mean), ", label),
+                    absl::StrCat("/proc/PID/smaps_rollup gave no Pss for ",
+                                 rss_each.size() - pss_each.size(), " of ",
+                                 rss_each.size(), " plugins"));
       }
     }
     if (base_wakeups < 0) {

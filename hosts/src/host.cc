@@ -255,23 +255,43 @@ void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
 }
 
 // The services a plugin serves (Control/Describe), waiting for it if needed.
-// On `channel` if given (a supervisor's connection to the plugin, already
-// open: no connection set up for one question), else on a channel of its own.
+// First on `open` if given (a supervisor's connection to the running
+// instance: no connection set up for one question), without waiting for
+// it: should that instance be dying, its address may not come back (a
+// run_as plugin's is the instance's own). Otherwise, or if that fails, on
+// a channel of its own to `target`, waiting up to `timeout` for the plugin.
 std::vector<std::string> ServicesOf(
     const std::string& target, absl::Duration timeout,
-    std::shared_ptr<grpc::Channel> channel = nullptr) {
-  if (channel == nullptr) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    channel = grpc::CreateCustomChannel(
-        target, grpc::InsecureChannelCredentials(), args);
+    const std::shared_ptr<grpc::Channel>& open = nullptr) {
+  v1::DescribeResponse response;
+  if (open != nullptr) {
+    grpc::ClientContext context;
+    SetDeadline(&context, std::min(timeout, absl::Seconds(2)));
+    if (v1::Control::NewStub(open)
+            ->Describe(&context, v1::DescribeRequest(), &response)
+            .ok()) {
+      return {response.services().begin(), response.services().end()};
+    }
   }
-  auto stub = v1::Control::NewStub(channel);
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto channel = grpc::CreateCustomChannel(
+      target, grpc::InsecureChannelCredentials(), args);
   grpc::ClientContext context;
   context.set_wait_for_ready(true);
   SetDeadline(&context, timeout);
-  v1::DescribeResponse response;
-  if (!stub->Describe(&context, v1::DescribeRequest(), &response).ok()) {
+  grpc::Status status = v1::Control::NewStub(channel)->Describe(
+      &context, v1::DescribeRequest(), &response);
+  if (!status.ok()) {
+    // UNIMPLEMENTED: no plugd.v1.Control (a go-plugin plugin), nothing to say.
+    if (status.error_code() != grpc::StatusCode::UNIMPLEMENTED) {
+      PLUGD_LOG(WARNING) << "cannot ask " << target
+                         << " which services it serves ("
+                         << status.error_message()
+                         << "); of its methods only those of plugd.v1.Control "
+                            "and plugd.v1.Functions and "
+                            "PluginOptions::idempotent_methods are retried";
+    }
     return {v1::Control::service_full_name(),
             v1::Functions::service_full_name()};
   }
@@ -642,20 +662,18 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
       name, nullptr, supervisor, nullptr, target, started->protocol_version()));
   PLUGD_ASSIGN_OR_RETURN(plugin->logs_, supervisor->Logs(name));
   // A go-plugin plugin cannot say what it serves (no plugd.v1.Control).
-  // Asked on the supervisor's connection, open since the start: a channel
-  // of its own would first have to connect (~2 ms of a 20 ms launch).
-  std::shared_ptr<grpc::Channel> supervisor_channel;
-  if (absl::StatusOr<std::shared_ptr<grpc::Channel>> c =
-          supervisor->Channel(name);
-      c.ok()) {
-    supervisor_channel = *std::move(c);
+  // The others are asked on the supervisor's connection, open since the
+  // start: a channel of their own would first have to connect (~2 ms of a
+  // 20 ms launch).
+  std::vector<std::string> services;
+  if (!options.go_plugin) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> open =
+        supervisor->Channel(name);
+    services =
+        ServicesOf(target, options.start_timeout, open.ok() ? *open : nullptr);
   }
   const std::map<std::string, std::set<std::string>> idempotent =
-      IdempotentMethods(options.go_plugin
-                            ? std::vector<std::string>{}
-                            : ServicesOf(target, options.start_timeout,
-                                         std::move(supervisor_channel)),
-                        options.idempotent_methods);
+      IdempotentMethods(services, options.idempotent_methods);
   std::string config = ServiceConfig(idempotent, options.call_timeout);
   // With RetryMode::kWhileUnstable, idempotent calls are taken over
   // (retried past gRPC's 5 attempts) only while the plugin has been unstable

@@ -134,6 +134,11 @@ TEST_F(HostTest, SupervisedLaunchAsksOnTheSupervisorsConnectionAndConnects) {
   auto sum = arith->Call("add", {NumberValue(2), NumberValue(3)});
   ASSERT_TRUE(sum.ok()) << sum.status();
   EXPECT_EQ(sum->number_value(), 5);
+  // Two connections in all, the supervisor's and the application's: none
+  // was opened for Launch's own Describe.
+  const std::string target = arith->target();
+  ASSERT_TRUE(absl::StartsWith(target, "unix:")) << target;
+  EXPECT_EQ(::plugd::testing::AcceptedUnixConnections(target.substr(5)), 2);
 
   EXPECT_EQ(supervisor->Channel("nope").status().code(),
             absl::StatusCode::kNotFound);
