@@ -270,20 +270,19 @@ void RunCallgrind(Context& ctx) {
     // failed once is not run again; the others go on).
     std::map<std::string, Samples> counts;
     std::map<std::string, absl::Status> failed;
-    for (int r = 0; r < rounds; ++r) {
-      for (size_t k = 0; k < kinds.size(); ++k) {
-        const std::string& kind = kinds[(k + r) % kinds.size()];
-        if (failed.count(kind) != 0) continue;
-        absl::StatusOr<double> c = per_call(client, kind);
-        if (c.ok()) {
-          counts[kind].Add(*c);
-        } else {
-          failed[kind] = absl::Status(
-              c.status().code(), absl::StrCat("callgrind client ", kind, ": ",
-                                              c.status().message()));
-        }
+    RotatingRounds(rounds, static_cast<int>(kinds.size()), [&](int i) {
+      const std::string& kind = kinds[i];
+      if (failed.count(kind) != 0) return true;
+      absl::StatusOr<double> c = per_call(client, kind);
+      if (c.ok()) {
+        counts[kind].Add(*c);
+      } else {
+        failed[kind] = absl::Status(
+            c.status().code(), absl::StrCat("callgrind client ", kind, ": ",
+                                            c.status().message()));
       }
-    }
+      return true;  // the other kinds go on
+    });
     auto median = [&](const std::string& kind) -> absl::StatusOr<double> {
       if (failed.count(kind) != 0) return failed[kind];
       return counts[kind].Median();

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <functional>
 #include <regex>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "bench.h"
@@ -37,16 +38,19 @@ std::vector<Samples> MeasureLatency(const std::vector<EchoTarget*>& targets,
     }
   }
   const int block = std::max(1, calls / rounds);
-  for (int r = 0; r < rounds; ++r) {
-    for (size_t k = 0; k < targets.size(); ++k) {
-      const size_t i = (k + static_cast<size_t>(r)) % targets.size();
-      for (int c = 0; c < block; ++c) {
-        const int64_t t0 = NowNanos();
-        if (!targets[i]->Call(payload, error)) return {};
-        samples[i].Add(static_cast<double>(NowNanos() - t0) / 1e3);
+  bool failed = false;
+  RotatingRounds(rounds, static_cast<int>(targets.size()), [&](int i) {
+    for (int c = 0; c < block; ++c) {
+      const int64_t t0 = NowNanos();
+      if (!targets[i]->Call(payload, error)) {
+        failed = true;
+        return false;
       }
+      samples[i].Add(static_cast<double>(NowNanos() - t0) / 1e3);
     }
-  }
+    return true;
+  });
+  if (failed) return {};
   return samples;
 }
 
@@ -67,16 +71,10 @@ double MeasureThroughput(const std::shared_ptr<grpc::Channel>& channel,
   return CallbackThroughput(stub.get(), request, inflight, calls, error);
 }
 
-// `rounds` rounds of `a` then `b`, the order swapped every round (a b, b a,
-// a b, ...), so that background load falls on both alike; stops at the first
-// that returns false.
+// RotatingRounds of two: a b, b a, a b, ...
 void AlternateRounds(int rounds, const std::function<bool()>& a,
                      const std::function<bool()>& b) {
-  for (int r = 0; r < rounds; ++r) {
-    const std::function<bool()>& first = r % 2 == 0 ? a : b;
-    const std::function<bool()>& second = r % 2 == 0 ? b : a;
-    if (!first() || !second()) return;
-  }
+  RotatingRounds(rounds, 2, [&](int i) { return i == 0 ? a() : b(); });
 }
 
 }  // namespace
@@ -236,25 +234,23 @@ void RunCalls(Context& ctx) {
     const int throughput_rounds =
         ctx.options.quick || ctx.options.smoke ? 1 : 3;
     const int calls = std::max(1, ctx.Count(20000, 1000) / throughput_rounds);
-    const std::shared_ptr<grpc::Channel> channels[] = {
-        plugd->channel(), t_grpc.channel(), t_default.channel()};
+    const std::pair<const char*, std::shared_ptr<grpc::Channel>> targets[] = {
+        {"plugd", plugd->channel()},
+        {"bare gRPC, plugd settings", t_grpc.channel()},
+        {"bare gRPC, defaults", t_default.channel()}};
     for (int inflight : {1, 2, 8, 32}) {
       std::string error;
       Samples rates[3];
-      for (int r = 0; r < throughput_rounds && error.empty(); ++r) {
-        for (int k = 0; k < 3 && error.empty(); ++k) {
-          const int i = (k + r) % 3;
-          const double rate =
-              MeasureThroughput(channels[i], inflight, calls, payload, &error);
-          if (rate > 0) {
-            rates[i].Add(rate);
-          } else {
-            static const char* const kNames[] = {
-                "plugd", "bare gRPC, plugd settings", "bare gRPC, defaults"};
-            error = absl::StrCat(kNames[i], ": ", error);
-          }
+      RotatingRounds(throughput_rounds, 3, [&](int i) {
+        const double rate = MeasureThroughput(targets[i].second, inflight,
+                                              calls, payload, &error);
+        if (rate == 0) {
+          error = absl::StrCat(targets[i].first, ": ", error);
+          return false;
         }
-      }
+        rates[i].Add(rate);
+        return true;
+      });
       if (!error.empty() || rates[0].empty() || rates[1].empty() ||
           rates[2].empty()) {
         report.Skip(sc2, absl::StrCat(inflight, " in flight"), error);

@@ -158,33 +158,32 @@ void RunColdStart(Context& ctx) {
     const std::string procs = one ? "GOMAXPROCS=1" : "GOMAXPROCS default";
     Samples unsupervised, supervised, go;
     std::string error;
-    for (int r = 0; r < rounds && error.empty(); ++r) {
-      for (int k = 0; k < 3 && error.empty(); ++k) {
-        const int which = (k + r) % 3;
-        if (which == 2) {
-          auto g = RunGoPluginHost("coldstart", 64, per_round, 1, one);
-          if (!g.ok()) {
-            error = "bench-goplugin-host: " + std::string(g.status().message());
-          } else if (auto ms = g->find("cold_start_ms"); ms == g->end()) {
-            error = "bench-goplugin-host printed no cold_start_ms";
-          } else {
-            go.Add(ms->second);
-          }
-          continue;
+    // 0: unsupervised launches, 1: supervised ones, 2: the go-plugin host.
+    RotatingRounds(rounds, 3, [&](int which) {
+      if (which == 2) {
+        auto g = RunGoPluginHost("coldstart", 64, per_round, 1, one);
+        if (!g.ok()) {
+          error = "bench-goplugin-host: " + std::string(g.status().message());
+        } else if (auto ms = g->find("cold_start_ms"); ms == g->end()) {
+          error = "bench-goplugin-host printed no cold_start_ms";
+        } else {
+          go.Add(ms->second);
         }
-        for (int i = 0; i < per_round && error.empty(); ++i) {
-          absl::StatusOr<double> ms =
-              PlugdColdStart(**host, absl::StrCat("cold", n++),
-                             {Bin("plugd-echo")}, /*supervised=*/which == 1);
-          if (!ms.ok()) {
-            error = absl::StrCat(which == 1 ? "supervised" : "unsupervised",
-                                 " plugd launch: ", ms.status().message());
-          } else {
-            (which == 1 ? supervised : unsupervised).Add(*ms);
-          }
-        }
+        return error.empty();
       }
-    }
+      for (int i = 0; i < per_round; ++i) {
+        absl::StatusOr<double> ms =
+            PlugdColdStart(**host, absl::StrCat("cold", n++),
+                           {Bin("plugd-echo")}, /*supervised=*/which == 1);
+        if (!ms.ok()) {
+          error = absl::StrCat(which == 1 ? "supervised" : "unsupervised",
+                               " plugd launch: ", ms.status().message());
+          return false;
+        }
+        (which == 1 ? supervised : unsupervised).Add(*ms);
+      }
+      return true;
+    });
     if (!error.empty()) {
       // Both target rows go unmeasured.
       for (const char* kind : {"", "supervised "}) {

@@ -181,8 +181,9 @@ void RunScale(Context& ctx) {
             ReadProcUsage(static_cast<pid_t>(p.pid()));
         if (!u.ok()) continue;
         rss_each.Add(static_cast<double>(u->rss_kib) / 1024);
-        if (u->pss_kib > 0)
-          pss_each.Add(static_cast<double>(u->pss_kib) / 1024);
+        if (std::optional<int64_t> pss =
+                ReadPssKib(static_cast<pid_t>(p.pid())))
+          pss_each.Add(static_cast<double>(*pss) / 1024);
       }
       Row r;
       r.scenario = sc;

@@ -277,18 +277,6 @@ absl::StatusOr<ProcUsage> ReadProcUsage(pid_t pid) {
       }
     }
   }
-  {
-    const std::string rollup =
-        broker::internal::ReadProcFile(pid, "smaps_rollup")
-            .value_or(std::string());
-    for (absl::string_view line : absl::StrSplit(rollup, '\n')) {
-      if (absl::ConsumePrefix(&line, "Pss:")) {
-        absl::ConsumeSuffix(&line, "kB");
-        absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &usage.pss_kib);
-        break;
-      }
-    }
-  }
   std::error_code ec;
   for (const auto& task :
        std::filesystem::directory_iterator(base + "/task", ec)) {
@@ -308,6 +296,31 @@ absl::StatusOr<ProcUsage> ReadProcUsage(pid_t pid) {
     }
   }
   return usage;
+}
+
+std::optional<int64_t> ReadPssKib(pid_t pid) {
+  const std::optional<std::string> rollup =
+      broker::internal::ReadProcFile(pid, "smaps_rollup");
+  if (!rollup) return std::nullopt;
+  for (absl::string_view line : absl::StrSplit(*rollup, '\n')) {
+    if (absl::ConsumePrefix(&line, "Pss:")) {
+      absl::ConsumeSuffix(&line, "kB");
+      int64_t kib = 0;
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &kib)) return kib;
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+// Two counts side by side by nature; the header names which is which.
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
+void RotatingRounds(int rounds, int n, const std::function<bool(int)>& run) {
+  for (int r = 0; r < rounds; ++r) {
+    for (int k = 0; k < n; ++k) {
+      if (!run((k + r) % n)) return;
+    }
+  }
 }
 
 std::string Payload(size_t bytes) {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -103,13 +104,21 @@ struct ProcUsage {
   double cpu_seconds = 0;        // utime + stime
   int64_t context_switches = 0;  // voluntary + nonvoluntary, all threads
   int64_t rss_kib = 0;           // VmRSS
-  // Pss of /proc/PID/smaps_rollup: resident pages, each shared one divided
-  // among the processes that map it (the static binary's text, shared by
-  // every plugin of that executable); 0 if unreadable.
-  int64_t pss_kib = 0;
   int threads = 0;
 };
 absl::StatusOr<ProcUsage> ReadProcUsage(pid_t pid);
+
+// Pss of /proc/PID/smaps_rollup in KiB: resident pages, each shared one
+// divided among the processes that map it (the static binary's text,
+// shared by every plugin of that executable); nullopt if unreadable. The
+// kernel walks every mapping for it, so it is read only where wanted.
+std::optional<int64_t> ReadPssKib(pid_t pid);
+
+// `rounds` rounds over `n` targets, each round running run(0..n-1) with the
+// order rotated by one (0 1 2, 1 2 0, 2 0 1, ...), so that the machine's
+// background load falls on all alike; stops at the first run that returns
+// false.
+void RotatingRounds(int rounds, int n, const std::function<bool(int)>& run);
 
 // The payload of `bytes` bytes (printable, valid UTF-8, so that the
 // dynamic call can carry it as a string).

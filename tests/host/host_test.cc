@@ -58,6 +58,13 @@ class HostTest : public ::testing::Test {
   std::unique_ptr<Host> host_;
 };
 
+// Connections open on `plugin`'s Unix socket now (the accepting ends).
+int OpenConnections(const Plugin& plugin) {
+  const std::string target = plugin.target();
+  EXPECT_TRUE(absl::StartsWith(target, "unix:")) << target;
+  return ::plugd::testing::AcceptedUnixConnections(target.substr(5));
+}
+
 TEST_F(HostTest, CallsFunctionsByName) {
   auto random = MustLaunch("plugd-random");
   auto arith = MustLaunch("plugd-arith");
@@ -92,9 +99,7 @@ TEST_F(HostTest, LaunchReturnsTheCallChannelConnectedOnItsOnlyConnection) {
   auto sum = arith->Call("add", {NumberValue(2), NumberValue(3)});
   ASSERT_TRUE(sum.ok()) << sum.status();
   EXPECT_EQ(sum->number_value(), 5);
-  const std::string target = arith->target();
-  ASSERT_TRUE(absl::StartsWith(target, "unix:")) << target;
-  EXPECT_EQ(::plugd::testing::AcceptedUnixConnections(target.substr(5)), 1);
+  EXPECT_EQ(OpenConnections(*arith), 1);
 
   // Stop goes through it too, and errors still name the plugin.
   ASSERT_TRUE(arith->Stop().ok());
@@ -116,7 +121,8 @@ TEST_F(HostTest, SupervisedLaunchAsksOnTheSupervisorsConnectionAndConnects) {
             GRPC_CHANNEL_IDLE);
 
   // The supervisor's own connection to the running instance answers
-  // Control/Describe: what Launch asked for the plugin's services.
+  // Control/Describe, the question Launch asks it for the plugin's
+  // services.
   broker::Supervisor* supervisor = host_->supervisor();
   ASSERT_NE(supervisor, nullptr);
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
@@ -134,11 +140,12 @@ TEST_F(HostTest, SupervisedLaunchAsksOnTheSupervisorsConnectionAndConnects) {
   auto sum = arith->Call("add", {NumberValue(2), NumberValue(3)});
   ASSERT_TRUE(sum.ok()) << sum.status();
   EXPECT_EQ(sum->number_value(), 5);
-  // Two connections in all, the supervisor's and the application's: none
-  // was opened for Launch's own Describe.
-  const std::string target = arith->target();
-  ASSERT_TRUE(absl::StartsWith(target, "unix:")) << target;
-  EXPECT_EQ(::plugd::testing::AcceptedUnixConnections(target.substr(5)), 2);
+  // Two connections open, the supervisor's and the application's, and no
+  // other left over. (Whether Launch's Describe went over the supervisor's
+  // connection is not visible here: a connection of its own would have
+  // been closed by now; plugd-perf --mode coldstart --supervised measures
+  // the difference, docs/broker.md "Embedded mode".)
+  EXPECT_EQ(OpenConnections(*arith), 2);
 
   EXPECT_EQ(supervisor->Channel("nope").status().code(),
             absl::StatusCode::kNotFound);
