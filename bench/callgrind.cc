@@ -18,6 +18,7 @@
 #include "clients.h"
 #include "daemon.h"
 #include "plugd/common/allocator.h"
+#include "plugd/common/deadlock_detection.h"
 #include "plugd/common/protocol.h"
 
 namespace plugd::bench {
@@ -162,8 +163,10 @@ int CallgrindClientMain(const std::string& kind, const std::string& broker,
     plugin = *p;
     target = std::make_unique<GrpcTarget>(plugin->channel());
   } else if (kind == "grpc") {
-    // What Host::Create does to the process (plugd's setting for the client).
+    // What Host::Create does to the process (plugd's settings for the
+    // client).
     TuneAllocator(kDefaultMaxMessageBytes);
+    SetMutexDeadlockDetection(false);
     const std::string socket = tmp.File("s.sock");
     absl::StatusOr<std::unique_ptr<Child>> s =
         StartEchoServer("grpc-plugd", socket);

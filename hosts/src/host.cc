@@ -21,6 +21,7 @@
 #include "plugd/broker/socket.h"
 #include "plugd/common/allocator.h"
 #include "plugd/common/channel.h"
+#include "plugd/common/deadlock_detection.h"
 #include "plugd/common/log.h"
 #include "plugd/common/poll_strategy.h"
 #include "plugd/common/status.h"
@@ -489,6 +490,9 @@ absl::StatusOr<std::unique_ptr<Host>> Host::Create(HostOptions options) {
     PLUGD_LOG(DEBUG) << poll->description;
   }
   PinCallbackCompletionQueue();
+  if (options.mutex_deadlock_detection.has_value()) {
+    SetMutexDeadlockDetection(*options.mutex_deadlock_detection);
+  }
   if (options.tune_allocator) {
     const AllocatorTuning tuning = TuneAllocator(kDefaultMaxMessageBytes);
     PLUGD_LOG(DEBUG) << tuning.description;

@@ -684,7 +684,9 @@ TEST_F(DaemonTest, CallsAcrossRestarts) {
        "stop_timeout: 1s"}));
   int64_t pid = ReadyPid("echo");
   ASSERT_GT(pid, 0);
-  auto host = host::Host::Create();
+  host::HostOptions host_options;
+  host_options.mutex_deadlock_detection = true;  // checks our locks
+  auto host = host::Host::Create(host_options);
   ASSERT_TRUE(host.ok()) << host.status();
   auto plugin = (*host)->Attach(admin_, "echo");
   ASSERT_TRUE(plugin.ok()) << plugin.status();
@@ -1066,7 +1068,9 @@ TEST_F(DaemonTest, PlugctlAgainstEmbeddedHost) {
 TEST_F(DaemonTest, NeverRestartedPluginFailsFast) {
   StartDaemon(PluginYaml("once", {Sdk()}, {"restart: never"}));
   int64_t pid = ReadyPid("once");
-  auto host = host::Host::Create();
+  host::HostOptions host_options;
+  host_options.mutex_deadlock_detection = true;  // checks our locks
+  auto host = host::Host::Create(host_options);
   ASSERT_TRUE(host.ok()) << host.status();
   auto plugin = (*host)->Attach(admin_, "once");
   ASSERT_TRUE(plugin.ok()) << plugin.status();
@@ -1125,7 +1129,9 @@ TEST_F(DaemonTest, AttachingManyPluginsAddsNoThreadPerPlugin) {
         std::filesystem::directory_iterator("/proc/self/task", ignored),
         std::filesystem::directory_iterator());
   };
-  auto host = host::Host::Create();
+  host::HostOptions host_options;
+  host_options.mutex_deadlock_detection = true;  // checks our locks
+  auto host = host::Host::Create(host_options);
   ASSERT_TRUE(host.ok()) << host.status();
   auto describe = [](const std::shared_ptr<host::Plugin>& plugin) {
     grpc::ClientContext ctx;

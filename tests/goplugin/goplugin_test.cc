@@ -151,7 +151,9 @@ class GoPluginHostTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
-    auto host = host::Host::Create();
+    host::HostOptions host_options;
+    host_options.mutex_deadlock_detection = true;  // checks our locks
+    auto host = host::Host::Create(host_options);
     ASSERT_TRUE(host.ok()) << host.status();
     host_ = std::move(*host);
   }
@@ -655,7 +657,9 @@ TEST_F(GoPluginDaemonTest, SupervisesAGoPluginPluginLikeANativeOne) {
   const v1::PluginStatus before = Status("go-kv");
 
   // A host attached through the broker.
-  auto host = host::Host::Create();
+  host::HostOptions host_options;
+  host_options.mutex_deadlock_detection = true;  // checks our locks
+  auto host = host::Host::Create(host_options);
   ASSERT_TRUE(host.ok()) << host.status();
   host::AttachOptions attach;
   attach.idempotent_methods = {"kv.v1.KV/Get", "kv.v1.KV/List"};

@@ -2,14 +2,17 @@
 #include "plugd/host/host.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -29,7 +32,9 @@ using ::testing::Not;
 class HostTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto host = Host::Create();
+    HostOptions host_options;
+    host_options.mutex_deadlock_detection = true;  // checks our locks
+    auto host = Host::Create(host_options);
     ASSERT_TRUE(host.ok()) << host.status();
     host_ = std::move(*host);
   }
@@ -235,6 +240,48 @@ TEST_F(HostTest, SdkPluginsRunWithoutAbseilsDeadlockDetectorUnlessAsked) {
   EXPECT_EQ(aborted.status().code(), absl::StatusCode::kUnavailable)
       << aborted.status();
   EXPECT_THAT(std::string(aborted.status().message()), HasSubstr("SIGABRT"));
+}
+
+// Takes two mutexes in one order, then in the other: no real deadlock (one
+// thread), but a lock-order cycle for Abseil's deadlock detector.
+void InvertLockOrder() {
+  absl::Mutex a;
+  absl::Mutex b;
+  {
+    absl::MutexLock first(&a);
+    absl::MutexLock second(&b);
+  }
+  {
+    absl::MutexLock first(&b);
+    absl::MutexLock second(&a);
+  }
+}
+
+// In a child process (a death test re-running this binary), starting with
+// the detector on (Debian's default) and aborting on a cycle: creates a Host
+// with `detection`, inverts a lock order, exits 0 if it was not stopped.
+void CreateHostAndInvertLockOrder(std::optional<bool> detection) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kAbort);
+  HostOptions options;
+  options.mutex_deadlock_detection = detection;
+  auto host = Host::Create(options);
+  if (!host.ok()) _exit(2);
+  InvertLockOrder();
+  host->reset();  // removes its socket directory
+  _exit(0);
+}
+
+TEST(HostCreateTest, TurnsAbseilsDeadlockDetectorOffUnlessAsked) {
+  // Debian's Abseil checks every lock for potential deadlocks, gRPC's own
+  // locks included; Host::Create turns that off for the host's process by
+  // default, keeps it (aborting on a cycle) when asked, and leaves the
+  // application's own choice alone with std::nullopt.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(CreateHostAndInvertLockOrder(false), ::testing::ExitedWithCode(0),
+              "");
+  EXPECT_DEATH(CreateHostAndInvertLockOrder(true), "Potential Mutex deadlock");
+  EXPECT_DEATH(CreateHostAndInvertLockOrder(std::nullopt),
+               "Potential Mutex deadlock");
 }
 
 TEST_F(HostTest, DescribeReportsServicesAndFunctions) {

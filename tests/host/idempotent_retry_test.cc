@@ -47,7 +47,9 @@ class IdempotentRetryTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(dir), nullptr);
     dir_ = dir;
     deaths_file_ = dir_ + "/deaths";
-    auto host = Host::Create();
+    HostOptions host_options;
+    host_options.mutex_deadlock_detection = true;  // checks our locks
+    auto host = Host::Create(host_options);
     ASSERT_TRUE(host.ok()) << host.status();
     host_ = std::move(*host);
     PluginOptions options;
@@ -444,7 +446,9 @@ TEST(IdempotentRetryCancelTest, TryCancelEndsATakenOverCall) {
     rmdir(dir);
   };
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
-  auto host = Host::Create();
+  HostOptions host_options;
+  host_options.mutex_deadlock_detection = true;  // checks our locks
+  auto host = Host::Create(host_options);
   ASSERT_TRUE(host.ok()) << host.status();
   PluginOptions options;
   options.name = "holder";

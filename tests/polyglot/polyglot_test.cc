@@ -79,7 +79,9 @@ class PolyglotTest : public ::testing::Test {
  protected:
   void SetUp() override {
     REQUIRE_RUNTIMES();
-    auto host = Host::Create();
+    HostOptions host_options;
+    host_options.mutex_deadlock_detection = true;  // checks our locks
+    auto host = Host::Create(host_options);
     ASSERT_TRUE(host.ok()) << host.status();
     host_ = std::move(*host);
   }
@@ -105,7 +107,9 @@ class PolyglotTest : public ::testing::Test {
   // C++ and Node plugins alike): a host-library bug, reported, not covered
   // here.
   std::unique_ptr<Host> FreshHost() {
-    auto host = Host::Create();
+    HostOptions host_options;
+    host_options.mutex_deadlock_detection = true;  // checks our locks
+    auto host = Host::Create(host_options);
     EXPECT_TRUE(host.ok()) << host.status();
     return host.ok() ? std::move(*host) : nullptr;
   }

@@ -224,6 +224,16 @@ struct HostOptions {
   // logs a warning that says why. Anything but the three values is an
   // InvalidArgument error.
   std::string grpc_poll_strategy;
+  // Abseil's mutex deadlock detector in THIS (the host's) process. Built
+  // against Debian's Abseil (compiled without NDEBUG), every absl::Mutex
+  // lock in the process, gRPC's own included, runs the detector: about a
+  // sixth of the host side of a 64 B call (docs/performance-notes.md §5).
+  // Host::Create sets the process-wide mode: false (default) turns it off,
+  // as release builds of Abseil have it; true turns it on, aborting the
+  // process on a lock-order cycle (a debugging aid, as the daemon's
+  // --mutex-deadlock-detection); std::nullopt leaves the mode as the
+  // application set it.
+  std::optional<bool> mutex_deadlock_detection = false;
 };
 
 // A launched plugin. Obtained from Host::Launch; thread-safe.
@@ -316,16 +326,6 @@ class Plugin {
 };
 
 // Launches and owns plugins. Destroying a Host stops all its plugins.
-//
-// Built against Debian's Abseil (compiled without NDEBUG), every absl::Mutex
-// lock in the process, gRPC's included, runs Abseil's deadlock detector. The
-// plugd SDK, daemon and plugctl turn it off; the host library leaves the
-// setting to the application, whose process it is. An application that does
-// not want it calls, at the start of main:
-//   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-// which takes 14-17 % off the host side of a call (98.5k -> 81.9k and
-// 97.4k -> 83.6k instructions per 64 B call under callgrind in two pairs;
-// docs/performance-notes.md section 5).
 class Host {
  public:
   static absl::StatusOr<std::unique_ptr<Host>> Create(HostOptions options = {});
