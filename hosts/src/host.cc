@@ -7,6 +7,7 @@
 #include <grpcpp/support/client_interceptor.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <set>
 
@@ -475,7 +476,35 @@ absl::StatusOr<ExitStatus> Plugin::Stop() {
 
 // ------------------------------------------------------------------ Host ---
 
+namespace {
+
+// Whether a Host::Create of this process has turned the detector off.
+std::atomic<bool> g_deadlock_detection_turned_off{false};
+
+// HostOptions::mutex_deadlock_detection. Off stays off: turned on again
+// while threads hold locks taken without it, the detector aborts on the
+// release of a lock it never saw taken.
+void ApplyMutexDeadlockDetection(std::optional<bool> detection) {
+  if (!detection.has_value()) return;
+  if (!*detection) {
+    SetMutexDeadlockDetection(false);
+    g_deadlock_detection_turned_off.store(true);
+  } else if (g_deadlock_detection_turned_off.load()) {
+    PLUGD_LOG(WARNING)
+        << "HostOptions::mutex_deadlock_detection is true, but an earlier "
+           "Host::Create of this process turned Abseil's mutex deadlock "
+           "detector off; it stays off (turned on while locks taken without "
+           "it are held, it would abort on their release)";
+  } else {
+    SetMutexDeadlockDetection(true);
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Host>> Host::Create(HostOptions options) {
+  // First: before gRPC starts threads that take absl::Mutex locks.
+  ApplyMutexDeadlockDetection(options.mutex_deadlock_detection);
   log::RouteGrpcLogs();
   // Before anything here initializes gRPC (PinCallbackCompletionQueue does).
   const absl::StatusOr<PollStrategyChoice> poll =
@@ -490,9 +519,6 @@ absl::StatusOr<std::unique_ptr<Host>> Host::Create(HostOptions options) {
     PLUGD_LOG(DEBUG) << poll->description;
   }
   PinCallbackCompletionQueue();
-  if (options.mutex_deadlock_detection.has_value()) {
-    SetMutexDeadlockDetection(*options.mutex_deadlock_detection);
-  }
   if (options.tune_allocator) {
     const AllocatorTuning tuning = TuneAllocator(kDefaultMaxMessageBytes);
     PLUGD_LOG(DEBUG) << tuning.description;

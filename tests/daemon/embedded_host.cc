@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
 
   plugd::host::HostOptions host_options;
   host_options.admin_address = argv[1];
+  host_options.mutex_deadlock_detection = true;  // checks our locks
   auto host = plugd::host::Host::Create(host_options);
   if (!host.ok()) {
     std::cerr << host.status() << "\n";

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
@@ -257,31 +258,67 @@ void InvertLockOrder() {
   }
 }
 
-// In a child process (a death test re-running this binary), starting with
-// the detector on (Debian's default) and aborting on a cycle: creates a Host
-// with `detection`, inverts a lock order, exits 0 if it was not stopped.
-void CreateHostAndInvertLockOrder(std::optional<bool> detection) {
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kAbort);
+// In a child process (a death test re-running this binary): sets the
+// detector's mode to `start_on` (aborting on a cycle) or off, creates a Host
+// with `detection`, destroys it (the mode stays), inverts a lock order and
+// exits 0 if nothing stopped it.
+void CreateHostAndInvertLockOrder(bool start_on,
+                                  std::optional<bool> detection) {
+  absl::SetMutexDeadlockDetectionMode(start_on
+                                          ? absl::OnDeadlockCycle::kAbort
+                                          : absl::OnDeadlockCycle::kIgnore);
   HostOptions options;
   options.mutex_deadlock_detection = detection;
   auto host = Host::Create(options);
-  if (!host.ok()) _exit(2);
+  if (!host.ok()) {
+    std::fprintf(stderr, "Host::Create: %s\n",
+                 host.status().ToString().c_str());
+    _exit(2);
+  }
+  host->reset();  // removes its socket directory before a possible abort
   InvertLockOrder();
-  host->reset();  // removes its socket directory
   _exit(0);
 }
 
 TEST(HostCreateTest, TurnsAbseilsDeadlockDetectorOffUnlessAsked) {
   // Debian's Abseil checks every lock for potential deadlocks, gRPC's own
   // locks included; Host::Create turns that off for the host's process by
-  // default, keeps it (aborting on a cycle) when asked, and leaves the
+  // default, on (aborting on a cycle) when asked, and leaves the
   // application's own choice alone with std::nullopt.
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(CreateHostAndInvertLockOrder(false), ::testing::ExitedWithCode(0),
-              "");
-  EXPECT_DEATH(CreateHostAndInvertLockOrder(true), "Potential Mutex deadlock");
-  EXPECT_DEATH(CreateHostAndInvertLockOrder(std::nullopt),
+  EXPECT_EXIT(CreateHostAndInvertLockOrder(/*start_on=*/true, false),
+              ::testing::ExitedWithCode(0), "");
+  EXPECT_DEATH(CreateHostAndInvertLockOrder(/*start_on=*/false, true),
                "Potential Mutex deadlock");
+  EXPECT_DEATH(CreateHostAndInvertLockOrder(/*start_on=*/true, std::nullopt),
+               "Potential Mutex deadlock");
+  EXPECT_EXIT(CreateHostAndInvertLockOrder(/*start_on=*/false, std::nullopt),
+              ::testing::ExitedWithCode(0), "");
+}
+
+// Once a Host::Create has turned the detector off, a later one asking for it
+// leaves it off (turned on while gRPC's threads hold locks taken without
+// it, it would abort on their release) and says so.
+void CreateHostsOffThenOn() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kAbort);
+  HostOptions off;
+  off.mutex_deadlock_detection = false;
+  auto first = Host::Create(off);
+  HostOptions on;
+  on.mutex_deadlock_detection = true;
+  auto second = Host::Create(on);
+  if (!first.ok() || !second.ok()) _exit(2);
+  first->reset();
+  second->reset();
+  InvertLockOrder();
+  _exit(0);
+}
+
+TEST(HostCreateTest, KeepsTheDeadlockDetectorOffOnceTurnedOff) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(CreateHostsOffThenOn(), ::testing::ExitedWithCode(0),
+              "an earlier Host::Create of this process turned Abseil's mutex "
+              "deadlock detector off");
 }
 
 TEST_F(HostTest, DescribeReportsServicesAndFunctions) {

@@ -7,7 +7,9 @@
 #include "plugd/host/host.h"
 
 int main(int argc, char** argv) {
-  auto host = plugd::host::Host::Create();
+  plugd::host::HostOptions host_options;
+  host_options.mutex_deadlock_detection = true;  // checks our locks
+  auto host = plugd::host::Host::Create(host_options);
   if (!host.ok()) {
     std::cerr << host.status() << "\n";
     return 1;

@@ -233,7 +233,9 @@ bool RunKills(int cycles) {
     verdict.Miss("the plugin never became ready:\n" + daemon.Tail());
     return false;
   }
-  auto host = host::Host::Create();
+  host::HostOptions host_options;
+  host_options.mutex_deadlock_detection = true;  // checks our locks
+  auto host = host::Host::Create(host_options);
   if (!host.ok()) {
     verdict.Miss(absl::StrCat("Host::Create: ", host.status().ToString()));
     return false;

@@ -228,11 +228,18 @@ struct HostOptions {
   // against Debian's Abseil (compiled without NDEBUG), every absl::Mutex
   // lock in the process, gRPC's own included, runs the detector: about a
   // sixth of the host side of a 64 B call (docs/performance-notes.md §5).
-  // Host::Create sets the process-wide mode: false (default) turns it off,
-  // as release builds of Abseil have it; true turns it on, aborting the
-  // process on a lock-order cycle (a debugging aid, as the daemon's
-  // --mutex-deadlock-detection); std::nullopt leaves the mode as the
-  // application set it.
+  // Host::Create sets the process-wide mode, first thing (before it starts
+  // gRPC), on every call:
+  // - false (default): off, as in release builds of Abseil;
+  // - true: on, aborting the process on a lock-order cycle (a debugging
+  //   aid, as the daemon's --mutex-deadlock-detection; only where Abseil
+  //   was built without NDEBUG, as Debian's is). Choose it before any other
+  //   thread takes absl::Mutex locks. Once a Host::Create of the process
+  //   has turned the detector off, true leaves it off with a warning: turned
+  //   on while locks taken without it are held, it would abort on their
+  //   release;
+  // - std::nullopt: unchanged (Abseil's default, on in Debian's build,
+  //   unless the application or an earlier Host::Create changed it).
   std::optional<bool> mutex_deadlock_detection = false;
 };
 
