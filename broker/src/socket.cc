@@ -5,13 +5,17 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "plugd/common/protocol.h"
@@ -27,6 +31,67 @@ std::string ErrnoText(int err) { return strerror(err); }
 absl::Status ErrnoStatus(int err, absl::string_view what) {
   return absl::Status(absl::ErrnoToStatusCode(err),
                       absl::StrCat(what, ": ", ErrnoText(err)));
+}
+
+// In a directory made by MakeSocketDir: a file its maker holds an exclusive
+// flock on for as long as it runs. The kernel drops the lock when the maker
+// exits, however it ends (SIGKILL included), so a lock anyone can take marks
+// a directory nobody will remove. Created under kOwnerLockTemp and renamed
+// once locked, so that it is never seen unlocked while its maker lives.
+constexpr char kOwnerLock[] = ".owner";
+constexpr char kOwnerLockTemp[] = ".owner.new";
+
+// The lock files' descriptors of the directories this process made, by
+// path, closed by RemoveSocketDir. Never destroyed (no exit-time order).
+struct OwnerLocks {
+  std::mutex mu;
+  std::map<std::string, int> fds;
+};
+OwnerLocks& Locks() {
+  static auto* locks = new OwnerLocks();
+  return *locks;
+}
+
+// Takes the owner lock of the new directory `dir`.
+absl::Status LockOwnership(const std::string& dir) {
+  const std::string temp = absl::StrCat(dir, "/", kOwnerLockTemp);
+  int fd = ::open(temp.c_str(),
+                  O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    return ErrnoStatus(errno, absl::StrCat("cannot create ", temp));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0 ||
+      ::rename(temp.c_str(), absl::StrCat(dir, "/", kOwnerLock).c_str()) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return ErrnoStatus(err, absl::StrCat("cannot lock ", temp));
+  }
+  std::lock_guard<std::mutex> lock(Locks().mu);
+  Locks().fds[dir] = fd;
+  return absl::OkStatus();
+}
+
+// Removes the directories under `base` that MakeSocketDir made for a process
+// that has exited without removing its own (killed, crashed): those whose
+// owner lock can be taken. Directories without an owner lock (made by
+// something else, such as a daemon's socket_dir) are left alone.
+void RemoveAbandonedSocketDirs(const std::string& base) {
+  DIR* dir = ::opendir(base.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> abandoned;
+  while (struct dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    if (entry->d_type != DT_DIR && entry->d_type != DT_UNKNOWN) continue;
+    const std::string path = absl::StrCat(base, "/", entry->d_name);
+    int fd = ::openat(::dirfd(dir),
+                      absl::StrCat(entry->d_name, "/", kOwnerLock).c_str(),
+                      O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) abandoned.push_back(path);
+    ::close(fd);
+  }
+  ::closedir(dir);
+  for (const std::string& path : abandoned) RemoveSocketDir(path);
 }
 
 enum class Probe { kNothing, kLive, kStale, kNotSocket };
@@ -159,16 +224,30 @@ absl::StatusOr<std::string> MakeSocketDir() {
     base = absl::StrCat("/tmp/plugd-", ::geteuid());
     PLUGD_RETURN_IF_ERROR(EnsurePrivateDir(base));
   }
+  RemoveAbandonedSocketDirs(base);
   std::string templ = base + "/XXXXXX";
   if (::mkdtemp(templ.data()) == nullptr) {
     return ErrnoStatus(
         errno, absl::StrCat("cannot create a socket directory in ", base));
+  }
+  if (absl::Status locked = LockOwnership(templ); !locked.ok()) {
+    RemoveSocketDir(templ);
+    return locked;
   }
   return templ;
 }
 
 void RemoveSocketDir(const std::string& path) {
   if (path.empty() || path == "/") return;
+  int lock_fd = -1;
+  {
+    std::lock_guard<std::mutex> lock(Locks().mu);
+    auto it = Locks().fds.find(path);
+    if (it != Locks().fds.end()) {
+      lock_fd = it->second;
+      Locks().fds.erase(it);
+    }
+  }
   DIR* dir = ::opendir(path.c_str());
   if (dir != nullptr) {
     while (struct dirent* entry = ::readdir(dir)) {
@@ -179,6 +258,7 @@ void RemoveSocketDir(const std::string& path) {
     ::closedir(dir);
   }
   ::rmdir(path.c_str());
+  if (lock_fd >= 0) ::close(lock_fd);  // after the files: nobody sweeps it
 }
 
 }  // namespace plugd::broker

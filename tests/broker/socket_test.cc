@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -46,6 +47,85 @@ class SocketTest : public ::testing::Test {
   }
   std::string dir_;
 };
+
+// A child process that makes a socket directory (with a file in it, as a
+// plugin's socket would be), reports its path and, unless `exit_at_once`,
+// waits until told to go; it never removes the directory, as a killed host
+// cannot.
+class DirMaker {
+ public:
+  explicit DirMaker(bool exit_at_once) {
+    int report[2];
+    int go[2];
+    EXPECT_EQ(::pipe2(report, O_CLOEXEC), 0);
+    EXPECT_EQ(::pipe2(go, O_CLOEXEC), 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(report[0]);
+      ::close(go[1]);  // so that the parent's close is EOF here
+      absl::StatusOr<std::string> dir = MakeSocketDir();
+      if (!dir.ok()) _exit(2);
+      const std::string sock = *dir + "/p.sock";
+      ::close(::open(sock.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+      const std::string line = *dir + "\n";
+      if (::write(report[1], line.data(), line.size()) < 0) _exit(3);
+      char byte;
+      if (!exit_at_once) (void)!::read(go[0], &byte, 1);  // EOF: go
+      _exit(0);
+    }
+    ::close(report[1]);
+    ::close(go[0]);
+    go_ = go[1];
+    char buffer[128];
+    ssize_t n = ::read(report[0], buffer, sizeof(buffer));
+    ::close(report[0]);
+    if (n > 1) path_.assign(buffer, n - 1);
+  }
+  ~DirMaker() { Finish(); }
+  const std::string& path() const { return path_; }
+  // Lets the child exit and reaps it.
+  void Finish() {
+    if (go_ >= 0) ::close(go_);
+    go_ = -1;
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int go_ = -1;
+  std::string path_;
+};
+
+TEST_F(SocketTest, MakeSocketDirRemovesOnlyDirectoriesWhoseMakerHasExited) {
+  const std::string base = dir_.substr(0, dir_.rfind('/'));
+  DirMaker alive(/*exit_at_once=*/false);
+  DirMaker gone(/*exit_at_once=*/true);  // made last: nothing swept it yet
+  gone.Finish();
+  ASSERT_FALSE(gone.path().empty());
+  ASSERT_FALSE(alive.path().empty());
+  EXPECT_TRUE(Exists(gone.path() + "/p.sock"));
+  // A directory that MakeSocketDir did not make (no owner lock).
+  std::string foreign = base + "/XXXXXX";
+  ASSERT_NE(::mkdtemp(foreign.data()), nullptr);
+
+  absl::StatusOr<std::string> next = MakeSocketDir();
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_FALSE(Exists(gone.path())) << "its maker has exited";
+  EXPECT_TRUE(Exists(alive.path() + "/p.sock")) << "its maker still runs";
+  EXPECT_TRUE(Exists(dir_)) << "this process's own";
+  EXPECT_TRUE(Exists(foreign)) << "not made by MakeSocketDir";
+
+  // Once its maker has exited, the next MakeSocketDir removes it too.
+  alive.Finish();
+  RemoveSocketDir(*next);
+  next = MakeSocketDir();
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_FALSE(Exists(alive.path()));
+  EXPECT_TRUE(Exists(dir_));
+  RemoveSocketDir(*next);
+  ::rmdir(foreign.c_str());
+}
 
 TEST_F(SocketTest, MakeSocketDirIsPrivateAndShort) {
   struct stat st;

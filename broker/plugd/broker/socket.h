@@ -37,11 +37,16 @@ absl::Status RemoveStaleSocket(const std::string& path);
 // /tmp/plugd-$UID (created 0700; refused unless it is a directory owned by
 // this user with no group/other access). The result is at most 64 bytes, so
 // "<dir>/<name>.sock" stays under the 107-byte limit for names up to ~35
-// bytes.
+// bytes. The calling process holds a lock on the directory (a flock on its
+// ".owner" file, not inherited across exec) until RemoveSocketDir or its
+// exit; each call first removes the directories of the same parent whose
+// maker exited without removing its own (killed, crashed), which is how
+// their lock becomes free. Directories without that file are left alone.
 absl::StatusOr<std::string> MakeSocketDir();
 
 // Removes a directory made by MakeSocketDir: unlinks the files directly in it
-// (not recursively) and the directory. Best effort; never fails loudly.
+// (not recursively) and the directory, then releases this process's lock on
+// it. Best effort; never fails loudly.
 void RemoveSocketDir(const std::string& path);
 
 }  // namespace plugd::broker
