@@ -64,7 +64,18 @@ func forEachPlugin(t *testing.T, test func(t *testing.T, path string)) {
 	}
 	for _, path := range strings.Split(list, ":") {
 		path := path
-		t.Run(filepath.Base(path), func(t *testing.T) { test(t, path) })
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			// A plugin picks its socket in TMPDIR, and one that go-plugin
+			// kills (after a version mismatch) cannot remove it: keep them
+			// out of /tmp. Removed after the cleanups of `test` (LIFO).
+			dir, err := os.MkdirTemp("", "kvh")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			t.Setenv("TMPDIR", dir)
+			test(t, path)
+		})
 	}
 }
 
