@@ -71,27 +71,83 @@ absl::Status LockOwnership(const std::string& dir) {
   return absl::OkStatus();
 }
 
-// Removes the directories under `base` that MakeSocketDir made for a process
-// that has exited without removing its own (killed, crashed): those whose
-// owner lock can be taken. Directories without an owner lock (made by
-// something else, such as a daemon's socket_dir) are left alone.
-void RemoveAbandonedSocketDirs(const std::string& base) {
-  DIR* dir = ::opendir(base.c_str());
-  if (dir == nullptr) return;
-  std::vector<std::string> abandoned;
+// Unlinks the files directly in the directory open as `dir_fd` (not
+// recursively), the owner lock last and only if all else went: a directory
+// left with something in it keeps its lock file, so that a later sweep tries
+// again. True when it is empty.
+bool EmptyDir(int dir_fd) {
+  const int list_fd = ::dup(dir_fd);  // fdopendir takes the descriptor over
+  DIR* dir = list_fd < 0 ? nullptr : ::fdopendir(list_fd);
+  if (dir == nullptr) {
+    if (list_fd >= 0) ::close(list_fd);
+    return false;
+  }
+  bool all_gone = true;
+  bool has_owner = false;
   while (struct dirent* entry = ::readdir(dir)) {
-    if (entry->d_name[0] == '.') continue;
-    if (entry->d_type != DT_DIR && entry->d_type != DT_UNKNOWN) continue;
-    const std::string path = absl::StrCat(base, "/", entry->d_name);
-    int fd = ::openat(::dirfd(dir),
-                      absl::StrCat(entry->d_name, "/", kOwnerLock).c_str(),
-                      O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) continue;
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) abandoned.push_back(path);
-    ::close(fd);
+    absl::string_view name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    if (name == kOwnerLock) {
+      has_owner = true;
+      continue;
+    }
+    if (::unlinkat(dir_fd, entry->d_name, 0) != 0 && errno != ENOENT) {
+      all_gone = false;
+    }
   }
   ::closedir(dir);
-  for (const std::string& path : abandoned) RemoveSocketDir(path);
+  if (all_gone && has_owner && ::unlinkat(dir_fd, kOwnerLock, 0) != 0 &&
+      errno != ENOENT) {
+    all_gone = false;
+  }
+  return all_gone;
+}
+
+// Removes the directories under `base` that MakeSocketDir made for a process
+// that has exited without removing its own (killed, crashed): those whose
+// owner lock can be taken. Each is emptied through the descriptor of the
+// directory whose lock is held, and the lock is kept until it is gone.
+// Directories without an owner lock (made by something else, such as a
+// daemon's socket_dir) and this process's own are left alone.
+void RemoveAbandonedSocketDirs(const std::string& base) {
+  std::vector<std::string> names;
+  {
+    DIR* dir = ::opendir(base.c_str());
+    if (dir == nullptr) return;
+    while (struct dirent* entry = ::readdir(dir)) {
+      if (entry->d_name[0] == '.') continue;
+      if (entry->d_type != DT_DIR && entry->d_type != DT_UNKNOWN) continue;
+      names.emplace_back(entry->d_name);
+    }
+    ::closedir(dir);
+  }
+  const int base_fd = ::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (base_fd < 0) return;
+  for (const std::string& name : names) {
+    {
+      std::lock_guard<std::mutex> lock(Locks().mu);
+      if (Locks().fds.count(absl::StrCat(base, "/", name)) > 0) continue;
+    }
+    const int dir_fd = ::openat(
+        base_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dir_fd < 0) continue;
+    const int lock_fd =
+        ::openat(dir_fd, kOwnerLock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (lock_fd >= 0 && ::flock(lock_fd, LOCK_EX | LOCK_NB) == 0 &&
+        EmptyDir(dir_fd)) {
+      // Still the directory we emptied (not a new one of the same name).
+      struct stat opened;
+      struct stat named;
+      if (::fstat(dir_fd, &opened) == 0 &&
+          ::fstatat(base_fd, name.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+          opened.st_ino == named.st_ino && opened.st_dev == named.st_dev) {
+        ::unlinkat(base_fd, name.c_str(), AT_REMOVEDIR);
+      }
+    }
+    if (lock_fd >= 0) ::close(lock_fd);
+    ::close(dir_fd);
+  }
+  ::close(base_fd);
 }
 
 enum class Probe { kNothing, kLive, kStale, kNotSocket };
@@ -248,16 +304,12 @@ void RemoveSocketDir(const std::string& path) {
       Locks().fds.erase(it);
     }
   }
-  DIR* dir = ::opendir(path.c_str());
-  if (dir != nullptr) {
-    while (struct dirent* entry = ::readdir(dir)) {
-      absl::string_view name = entry->d_name;
-      if (name == "." || name == "..") continue;
-      ::unlinkat(::dirfd(dir), entry->d_name, 0);
-    }
-    ::closedir(dir);
+  const int dir_fd =
+      ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (dir_fd >= 0) {
+    if (EmptyDir(dir_fd)) ::rmdir(path.c_str());
+    ::close(dir_fd);
   }
-  ::rmdir(path.c_str());
   if (lock_fd >= 0) ::close(lock_fd);  // after the files: nobody sweeps it
 }
 

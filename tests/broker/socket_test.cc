@@ -7,8 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 #include <string>
+#include <system_error>
 
 #include "gtest/gtest.h"
 
@@ -97,8 +101,48 @@ class DirMaker {
   std::string path_;
 };
 
-TEST_F(SocketTest, MakeSocketDirRemovesOnlyDirectoriesWhoseMakerHasExited) {
-  const std::string base = dir_.substr(0, dir_.rfind('/'));
+// While it lives, MakeSocketDir (here and in children forked meanwhile) uses
+// a base of its own: XDG_RUNTIME_DIR points at a fresh directory, so that
+// the tests running at the same time, which sweep the shared base, do not
+// sweep this one's directories. Removes it all at the end, whatever the
+// test did.
+class OwnSocketBase {
+ public:
+  OwnSocketBase() {
+    char root[] = "/tmp/plugd-st-XXXXXX";
+    if (::mkdtemp(root) == nullptr) return;
+    root_ = root;
+    if (const char* old = std::getenv("XDG_RUNTIME_DIR"); old != nullptr) {
+      old_ = old;
+    }
+    ::setenv("XDG_RUNTIME_DIR", root_.c_str(), 1);
+  }
+  ~OwnSocketBase() {
+    if (root_.empty()) return;
+    if (old_.has_value()) {
+      ::setenv("XDG_RUNTIME_DIR", old_->c_str(), 1);
+    } else {
+      ::unsetenv("XDG_RUNTIME_DIR");
+    }
+    std::error_code ignored;
+    std::filesystem::remove_all(root_, ignored);
+  }
+  bool ok() const { return !root_.empty(); }
+  // Where MakeSocketDir makes its directories meanwhile.
+  std::string base() const { return root_ + "/plugd"; }
+
+ private:
+  std::string root_;
+  std::optional<std::string> old_;
+};
+
+TEST(SocketDirSweepTest,
+     MakeSocketDirRemovesOnlyDirectoriesWhoseMakerHasExited) {
+  OwnSocketBase base;
+  ASSERT_TRUE(base.ok());
+  absl::StatusOr<std::string> own = MakeSocketDir();
+  ASSERT_TRUE(own.ok()) << own.status();
+  ASSERT_EQ(own->rfind(base.base() + "/", 0), 0u) << *own;
   DirMaker alive(/*exit_at_once=*/false);
   DirMaker gone(/*exit_at_once=*/true);  // made last: nothing swept it yet
   gone.Finish();
@@ -106,14 +150,14 @@ TEST_F(SocketTest, MakeSocketDirRemovesOnlyDirectoriesWhoseMakerHasExited) {
   ASSERT_FALSE(alive.path().empty());
   EXPECT_TRUE(Exists(gone.path() + "/p.sock"));
   // A directory that MakeSocketDir did not make (no owner lock).
-  std::string foreign = base + "/XXXXXX";
+  std::string foreign = base.base() + "/XXXXXX";
   ASSERT_NE(::mkdtemp(foreign.data()), nullptr);
 
   absl::StatusOr<std::string> next = MakeSocketDir();
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_FALSE(Exists(gone.path())) << "its maker has exited";
   EXPECT_TRUE(Exists(alive.path() + "/p.sock")) << "its maker still runs";
-  EXPECT_TRUE(Exists(dir_)) << "this process's own";
+  EXPECT_TRUE(Exists(*own)) << "this process's own";
   EXPECT_TRUE(Exists(foreign)) << "not made by MakeSocketDir";
 
   // Once its maker has exited, the next MakeSocketDir removes it too.
@@ -122,9 +166,34 @@ TEST_F(SocketTest, MakeSocketDirRemovesOnlyDirectoriesWhoseMakerHasExited) {
   next = MakeSocketDir();
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_FALSE(Exists(alive.path()));
-  EXPECT_TRUE(Exists(dir_));
+  EXPECT_TRUE(Exists(*own));
   RemoveSocketDir(*next);
-  ::rmdir(foreign.c_str());
+  RemoveSocketDir(*own);
+  EXPECT_FALSE(Exists(*own));
+}
+
+// A directory that cannot be emptied (a subdirectory in it, which
+// RemoveSocketDir does not remove) keeps its owner lock, so that a later
+// sweep tries again instead of losing track of it.
+TEST(SocketDirSweepTest, ADirectoryLeftWithSomethingInItKeepsItsLock) {
+  OwnSocketBase base;
+  ASSERT_TRUE(base.ok());
+  absl::StatusOr<std::string> dir = MakeSocketDir();
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  ASSERT_EQ(::mkdir((*dir + "/sub").c_str(), 0700), 0);
+  ASSERT_EQ(::close(::open((*dir + "/a.sock").c_str(),
+                           O_CREAT | O_WRONLY | O_CLOEXEC, 0600)),
+            0);
+  RemoveSocketDir(*dir);
+  EXPECT_FALSE(Exists(*dir + "/a.sock"));
+  EXPECT_TRUE(Exists(*dir + "/.owner"));
+  // Its lock is free now: a sweep empties what it can, and once the
+  // subdirectory is gone, removes it.
+  ASSERT_EQ(::rmdir((*dir + "/sub").c_str()), 0);
+  absl::StatusOr<std::string> next = MakeSocketDir();
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_FALSE(Exists(*dir));
+  RemoveSocketDir(*next);
 }
 
 TEST_F(SocketTest, MakeSocketDirIsPrivateAndShort) {

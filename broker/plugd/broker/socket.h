@@ -38,15 +38,18 @@ absl::Status RemoveStaleSocket(const std::string& path);
 // this user with no group/other access). The result is at most 64 bytes, so
 // "<dir>/<name>.sock" stays under the 107-byte limit for names up to ~35
 // bytes. The calling process holds a lock on the directory (a flock on its
-// ".owner" file, not inherited across exec) until RemoveSocketDir or its
-// exit; each call first removes the directories of the same parent whose
-// maker exited without removing its own (killed, crashed), which is how
-// their lock becomes free. Directories without that file are left alone.
+// ".owner" file, not inherited across exec; shared with children forked
+// without exec) until RemoveSocketDir or its exit; each call first removes
+// the directories of the same parent whose maker exited without removing
+// its own (killed, crashed), which is how their lock becomes free.
+// Directories without that file, and this process's own, are left alone.
 absl::StatusOr<std::string> MakeSocketDir();
 
 // Removes a directory made by MakeSocketDir: unlinks the files directly in it
 // (not recursively) and the directory, then releases this process's lock on
-// it. Best effort; never fails loudly.
+// it. A directory that cannot be emptied (a subdirectory in it) keeps its
+// ".owner", so that a later MakeSocketDir sweeps it again. Best effort;
+// never fails loudly.
 void RemoveSocketDir(const std::string& path);
 
 }  // namespace plugd::broker

@@ -188,9 +188,10 @@ struct HostOptions {
   // Directory for the plugins' sockets. Empty (default): a fresh private
   // directory (mode 0700) under $XDG_RUNTIME_DIR/plugd or /tmp/plugd-$UID,
   // removed when the Host is destroyed, or, should the process be killed
-  // first, by the next Host::Create of any host of this user (the
-  // directory's lock is free once its process is gone; docs/launcher.md). A
-  // directory given here must exist and is not removed.
+  // first, by the next Host::Create of this user that makes its own in the
+  // same place (the directory's lock is free once its process, and any
+  // child it forked without exec, is gone; docs/launcher.md). A directory
+  // given here must exist and is not removed.
   std::string socket_dir;
   // When set ("unix:/path"), the host serves the broker admin API for its
   // supervised plugins there, so `plugctl --broker ADDR` works against it.
