@@ -321,6 +321,30 @@ TEST(HostCreateTest, KeepsTheDeadlockDetectorOffOnceTurnedOff) {
               "deadlock detector off");
 }
 
+TEST_F(HostTest, PoisonIdempotentRequestEndsWithAClearError) {
+  // A request that crashes the plugin every time, on a method marked
+  // idempotent: each attempt crashes the next instance until the supervisor
+  // gives up (default: 5 restarts in 60 s), and the call ends with the
+  // tombstone's answer, which says what happened and what to do. That the
+  // plugin ends `failed` is the known hazard of retrying such a request
+  // (docs/broker.md, "Calls across restarts"); telling a crash from a kill
+  // would let the host library stop retrying sooner.
+  PluginOptions options;
+  options.name = "poison";
+  options.command = {Bin("plugd-test-sdk"), "--mutex-deadlock-detection"};
+  options.supervision = SupervisionOptions();
+  options.idempotent_methods = {"plugd.v1.Functions/Call"};
+  auto plugin = MustLaunch(options);
+  ASSERT_NE(plugin, nullptr);
+  auto result = plugin->Call("lock_order_inversion", {});
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(result.status().message()),
+              AllOf(HasSubstr("plugin poison is failed"),
+                    HasSubstr("killed by signal 6 (SIGABRT)"),
+                    HasSubstr("plugctl start poison")));
+}
+
 TEST_F(HostTest, DescribeReportsServicesAndFunctions) {
   auto random = MustLaunch("plugd-random");
   ASSERT_NE(random, nullptr);
