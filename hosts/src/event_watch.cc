@@ -62,13 +62,15 @@ AttachedEventWatch::AttachedEventWatch(std::shared_ptr<v1::Broker::Stub> broker,
                                        std::shared_ptr<RetryWindow> window,
                                        absl::Duration span,
                                        std::function<void()> on_ready,
-                                       std::function<void()> on_change)
+                                       std::function<void()> on_change,
+                                       std::shared_ptr<CrashCount> crashes)
     : broker_(std::move(broker)),
       plugin_(std::move(plugin)),
       window_(std::move(window)),
       span_(span),
       on_ready_(std::move(on_ready)),
-      on_change_(std::move(on_change)) {
+      on_change_(std::move(on_change)),
+      crashes_(std::move(crashes)) {
   if (window_ != nullptr) window_->SetHeld(true);
   Subscribe();
 }
@@ -107,6 +109,9 @@ void AttachedEventWatch::Subscribe() {
 }
 
 void AttachedEventWatch::OnEvent(const v1::Event& event) {
+  if (crashes_ != nullptr && event.type() == v1::EVENT_TYPE_EXITED) {
+    crashes_->Observe(event.exit());
+  }
   if (window_ != nullptr) {
     if (SignalsInstability(event.type())) window_->OpenFor(span_);
     window_->SetHeld(false);  // following: the events say when to open

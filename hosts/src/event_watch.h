@@ -62,10 +62,12 @@ class AttachedEventWatch {
   // `on_ready`: called on a gRPC callback thread for each `ready` event.
   // `on_change` (tests): called on a gRPC callback thread after each event
   // the watch acted on and after each end of the stream.
+  // `crashes` (if any) observes each `exited` event.
   AttachedEventWatch(std::shared_ptr<v1::Broker::Stub> broker,
                      std::string plugin, std::shared_ptr<RetryWindow> window,
                      absl::Duration span, std::function<void()> on_ready,
-                     std::function<void()> on_change = nullptr);
+                     std::function<void()> on_change = nullptr,
+                     std::shared_ptr<CrashCount> crashes = nullptr);
   // Cancels the stream (or the pending resubscription) and waits until no
   // callback of the watch runs any more; the window stays as it was. Must
   // not be called from `on_ready` or `on_change`.
@@ -92,6 +94,7 @@ class AttachedEventWatch {
   const absl::Duration span_;
   const std::function<void()> on_ready_;
   const std::function<void()> on_change_;
+  const std::shared_ptr<CrashCount> crashes_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // The subscription and the alarm in flight: at most one of them is, as

@@ -221,7 +221,8 @@ std::shared_ptr<grpc::Channel> MakeChannel(
     const std::string& service_config,
     const std::map<std::string, std::set<std::string>>& idempotent = {},
     absl::Duration call_timeout = absl::ZeroDuration(),
-    std::shared_ptr<const RetryWindow> retry_window = nullptr) {
+    std::shared_ptr<const RetryWindow> retry_window = nullptr,
+    std::shared_ptr<const CrashCount> crashes = nullptr) {
   grpc::ChannelArguments args;
   const int limit = static_cast<int>(
       std::min<int64_t>(max_message_bytes, std::numeric_limits<int>::max()));
@@ -246,7 +247,8 @@ std::shared_ptr<grpc::Channel> MakeChannel(
     // launcher's own calls, which go over channels without this factory
     // (unsupervised launches; the supervisor has channels of its own).
     factories.push_back(std::make_unique<IdempotentRetryInterceptorFactory>(
-        name, MethodPaths(idempotent), call_timeout, std::move(retry_window)));
+        name, MethodPaths(idempotent), call_timeout, std::move(retry_window),
+        std::move(crashes)));
   }
   return grpc::experimental::CreateCustomChannelWithInterceptors(
       target, grpc::InsecureChannelCredentials(), args, std::move(factories));
@@ -714,19 +716,25 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
   }
   const absl::Duration window_span =
       std::max(kRetryWindowAfterExit, options.call_timeout);
+  // Its crashes, from its exit events: a call taken over stops being retried
+  // once the plugin has crashed kMaxCrashesPerCall times under it.
+  auto crashes = std::make_shared<CrashCount>();
   plugin->channel_ = MakeChannel(
       name, target, options.max_message_bytes,
       [name, supervisor] {
         return SupervisedStateText(name, supervisor->Get(name));
       },
-      config, idempotent, options.call_timeout, retry_window);
+      config, idempotent, options.call_timeout, retry_window, crashes);
   // Connects now, not at the first call: Launch returns while the connection
   // is set up, so the application's first call seldom waits for it.
   plugin->channel_->GetState(/*try_to_connect=*/true);
   supervisor->SubscribeEvents(
       [name, on_ready = internal::ResetBackoffOnReady(plugin->channel_),
-       retry_window, window_span](const v1::Event& event) {
+       retry_window, window_span, crashes](const v1::Event& event) {
         if (event.plugin() != name) return;
+        if (event.type() == v1::EVENT_TYPE_EXITED) {
+          crashes->Observe(event.exit());
+        }
         // Runs on the supervisor's loop before the restart, so calls that
         // wait for the new instance are taken over.
         if (retry_window != nullptr &&
@@ -771,6 +779,7 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
   if (!idempotent.empty() && options.retry_mode == RetryMode::kWhileUnstable) {
     retry_window = std::make_shared<RetryWindow>();
   }
+  auto crashes = std::make_shared<CrashCount>();  // from the daemon's events
   plugin->channel_ = MakeChannel(
       name, resolved.address(),
       resolved.max_message_bytes() > 0 ? resolved.max_message_bytes()
@@ -778,12 +787,12 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::Attach(
       [name, raw] {
         return SupervisedStateText(name, raw->SupervisedStatus());
       },
-      config, idempotent, options.call_timeout, retry_window);
+      config, idempotent, options.call_timeout, retry_window, crashes);
   plugin->channel_->GetState(/*try_to_connect=*/true);  // as in a launch
   plugin->event_watch_ = std::make_unique<internal::AttachedEventWatch>(
       broker, name, retry_window,
       std::max(kRetryWindowAfterExit, options.call_timeout),
-      internal::ResetBackoffOnReady(plugin->channel_));
+      internal::ResetBackoffOnReady(plugin->channel_), nullptr, crashes);
   absl::MutexLock lock(&mu_);
   plugins_.push_back(plugin);
   return plugin;

@@ -8,6 +8,7 @@
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
@@ -103,10 +104,14 @@ class IdempotentRetryInterceptor : public Interceptor {
   IdempotentRetryInterceptor(ClientRpcInfo* info, const std::string* method,
                              absl::Duration call_timeout,
                              const std::string* tombstone_prefix,
+                             const std::string* plugin_prefix,
+                             const CrashCount* crashes,
                              CompletionQueuePool* queues)
       : info_(info),
         method_(method),
         tombstone_prefix_(tombstone_prefix),
+        plugin_prefix_(plugin_prefix),
+        crashes_(crashes),
         call_timeout_(call_timeout),
         queues_(queues) {}
 
@@ -129,6 +134,7 @@ class IdempotentRetryInterceptor : public Interceptor {
           methods->GetRecvStatus() != nullptr &&
           methods->GetRecvMessage() != nullptr) {
         hijacked_ = true;
+        if (crashes_ != nullptr) crashes_at_start_ = crashes_->Get();
         request_ = *methods->GetSerializedSendMessage();
         metadata_ = *methods->GetSendInitialMetadata();
         methods->Hijack();  // calls Intercept again with the receive ops
@@ -213,7 +219,7 @@ class IdempotentRetryInterceptor : public Interceptor {
       void* tag = nullptr;
       bool ok = false;
       cq->Next(&tag, &ok);  // the round's one event: Finish's
-      if (!ShouldRetry()) break;
+      if (!ShouldRetry() || CrashedTooOften()) break;
     }
     queues_->Give(std::move(cq));
     Answer();
@@ -229,7 +235,7 @@ class IdempotentRetryInterceptor : public Interceptor {
     stub_->UnaryCall(context_.get(), *method_, grpc::StubOptions(), &request_,
                      &response_, [this](grpc::Status s) {
                        status_ = std::move(s);
-                       if (ShouldRetry()) {
+                       if (ShouldRetry() && !CrashedTooOften()) {
                          StartRound();
                        } else {
                          Answer();
@@ -244,6 +250,25 @@ class IdempotentRetryInterceptor : public Interceptor {
            !absl::StartsWith(status_.error_message(), *tombstone_prefix_) &&
            round_ < kMaxRetryRounds &&
            std::chrono::system_clock::now() < deadline_;
+  }
+
+  // Whether the plugin has crashed (not been killed) kMaxCrashesPerCall
+  // times since the call was taken over; then the call ends UNAVAILABLE
+  // with a status that says so (starting "plugin NAME ", so the status
+  // interceptor keeps it), as the request may be what crashes it.
+  bool CrashedTooOften() {
+    if (crashes_ == nullptr) return false;
+    const uint64_t crashed = crashes_->Get() - crashes_at_start_;
+    if (crashed < kMaxCrashesPerCall) return false;
+    status_ = grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat(*plugin_prefix_, "crashed ", crashed,
+                     " times while serving this call of ", info_->method(),
+                     " (the last: ", crashes_->LastText(),
+                     "); not retried again, as the request itself may be "
+                     "what crashes it (the last attempt: ",
+                     status_.error_message(), ")"));
+    return true;
   }
 
   // Fills the hijacked receive ops with the last round's outcome (none if
@@ -286,6 +311,9 @@ class IdempotentRetryInterceptor : public Interceptor {
   ClientRpcInfo* const info_;
   const std::string* const method_;
   const std::string* const tombstone_prefix_;
+  const std::string* const plugin_prefix_;
+  const CrashCount* const crashes_;
+  uint64_t crashes_at_start_ = 0;
   const absl::Duration call_timeout_;
   CompletionQueuePool* const queues_;
   bool hijacked_ = false;
@@ -334,6 +362,24 @@ void CompletionQueuePool::Give(std::unique_ptr<grpc::CompletionQueue> cq) {
   free_.push_back(std::move(cq));
 }
 
+void CrashCount::Observe(const v1::ExitInfo& exit) {
+  const bool crashed =
+      exit.signaled() ? exit.signal() != SIGKILL && exit.signal() != SIGTERM &&
+                            exit.signal() != SIGINT && exit.signal() != SIGHUP
+                      : exit.code() != 0;
+  if (!crashed) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_text_ = exit.text();
+  }
+  count_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+std::string CrashCount::LastText() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_text_;
+}
+
 void RetryWindow::OpenFor(absl::Duration span) {
   const int64_t until =
       absl::GetCurrentTimeNanos() + absl::ToInt64Nanoseconds(span);
@@ -351,11 +397,14 @@ bool RetryWindow::IsOpen() const {
 
 IdempotentRetryInterceptorFactory::IdempotentRetryInterceptorFactory(
     const std::string& plugin, const std::set<std::string>& methods,
-    absl::Duration call_timeout, std::shared_ptr<const RetryWindow> window)
+    absl::Duration call_timeout, std::shared_ptr<const RetryWindow> window,
+    std::shared_ptr<const CrashCount> crashes)
     : tombstone_prefix_(absl::StrCat("plugin ", plugin, " is ")),
+      plugin_prefix_(absl::StrCat("plugin ", plugin, " ")),
       methods_(GeneratedOnly(methods)),
       call_timeout_(call_timeout),
-      window_(std::move(window)) {}
+      window_(std::move(window)),
+      crashes_(std::move(crashes)) {}
 
 Interceptor* IdempotentRetryInterceptorFactory::CreateClientInterceptor(
     ClientRpcInfo* info) {
@@ -366,7 +415,8 @@ Interceptor* IdempotentRetryInterceptorFactory::CreateClientInterceptor(
   const auto method = methods_.find(info->method());  // no string built
   if (method == methods_.end()) return nullptr;
   return new IdempotentRetryInterceptor(info, &*method, call_timeout_,
-                                        &tombstone_prefix_, &queues_);
+                                        &tombstone_prefix_, &plugin_prefix_,
+                                        crashes_.get(), &queues_);
 }
 
 }  // namespace plugd::host

@@ -15,7 +15,9 @@
 // plugin is deliberately down (the supervisor's tombstone answered: its
 // message starts with "plugin NAME is "), the call's deadline (or the
 // channel's call_timeout from the call's start, whichever is sooner) passes,
-// or kMaxRetryRounds rounds failed.
+// kMaxRetryRounds rounds failed, or the plugin crashed (as opposed to being
+// killed) kMaxCrashesPerCall times since the call was taken over: the
+// request itself may be what crashes it.
 //
 //   std::vector<std::unique_ptr<ClientInterceptorFactoryInterface>> f;
 //   f.push_back(...status interceptor...);   // sees the final status
@@ -73,6 +75,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "plugd/v1/broker.pb.h"
 
 namespace plugd::host {
 
@@ -96,6 +99,29 @@ class RetryWindow {
  private:
   std::atomic<bool> held_{false};
   std::atomic<int64_t> until_ns_{0};  // absl::GetCurrentTimeNanos() units
+};
+
+// At most this many crashes of the plugin while one call is taken over: a
+// request that crashes every instance it reaches (a "poison" request) would
+// otherwise crash instance after instance, and the supervisor give up on the
+// plugin. gRPC's own attempts within the first round come first.
+inline constexpr uint64_t kMaxCrashesPerCall = 2;
+
+// The crashes of one plugin, as its supervisor's (or the daemon's) exit
+// events tell: exits by a signal other than SIGKILL, SIGTERM, SIGINT and
+// SIGHUP (kills and stops from outside, which calls ride through), or with
+// a non-zero code. Thread-safe.
+class CrashCount {
+ public:
+  void Observe(const v1::ExitInfo& exit);
+  uint64_t Get() const { return count_.load(std::memory_order_acquire); }
+  // The last crash, for people ("killed by signal 6 (SIGABRT)").
+  std::string LastText() const;
+
+ private:
+  std::atomic<uint64_t> count_{0};
+  mutable std::mutex mu_;
+  std::string last_text_;
 };
 
 // Completion queues for the rounds of blocking calls, reused: creating one
@@ -128,20 +154,24 @@ class IdempotentRetryInterceptorFactory
   // are not retried. `call_timeout`: the longest a call may take, all rounds
   // together, when its own deadline is later (PluginOptions::call_timeout;
   // zero: no cap). `window`: take calls over only while it is open (null:
-  // always).
+  // always). `crashes`: stop retrying a call once the plugin has crashed
+  // kMaxCrashesPerCall times since it was taken over (null: no limit).
   IdempotentRetryInterceptorFactory(
       const std::string& plugin, const std::set<std::string>& methods,
       absl::Duration call_timeout,
-      std::shared_ptr<const RetryWindow> window = nullptr);
+      std::shared_ptr<const RetryWindow> window = nullptr,
+      std::shared_ptr<const CrashCount> crashes = nullptr);
 
   grpc::experimental::Interceptor* CreateClientInterceptor(
       grpc::experimental::ClientRpcInfo* info) override;
 
  private:
   const std::string tombstone_prefix_;
+  const std::string plugin_prefix_;                   // "plugin NAME "
   const std::set<std::string, std::less<>> methods_;  // looked up by char*
   const absl::Duration call_timeout_;
   const std::shared_ptr<const RetryWindow> window_;
+  const std::shared_ptr<const CrashCount> crashes_;
   CompletionQueuePool queues_;
 };
 

@@ -44,6 +44,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "plugd/broker/proc_stat.h"
+#include "plugd/common/value.h"
 #include "plugd/host/host.h"
 #include "plugd/v1/broker.grpc.pb.h"
 #include "plugd/v1/broker.pb.h"
@@ -673,6 +674,35 @@ TEST_F(DaemonTest, BrokerSigkillLeavesNoPlugin) {
         << "plugin pid " << pid << " outlived the broker";
     ReapIfChild(static_cast<pid_t>(pid));
   }
+}
+
+// A poison request through an attached host's channel: the host library
+// learns of the crashes from the daemon's events and stops retrying the call
+// before the daemon gives up on the plugin (default: more than 5 restarts in
+// 60 s).
+TEST_F(DaemonTest, AttachedHostStopsRetryingAPoisonRequest) {
+  StartDaemon(PluginYaml("sdk", {Sdk(), "--mutex-deadlock-detection"},
+                         {"backoff: {initial: 10ms}"}));
+  ASSERT_GT(ReadyPid("sdk"), 0);
+  host::HostOptions host_options;
+  host_options.mutex_deadlock_detection = true;  // checks our locks
+  auto host = host::Host::Create(host_options);
+  ASSERT_TRUE(host.ok()) << host.status();
+  host::AttachOptions options;
+  options.idempotent_methods = {"plugd.v1.Functions/Call"};
+  auto plugin = (*host)->Attach(admin_, "sdk", options);
+  ASSERT_TRUE(plugin.ok()) << plugin.status();
+  auto result = (*plugin)->Call("lock_order_inversion", {});
+  ASSERT_FALSE(result.ok());
+  const std::string message(result.status().message());
+  EXPECT_TRUE(absl::StrContains(message, "plugin sdk crashed ")) << message;
+  EXPECT_TRUE(absl::StrContains(message, "killed by signal 6 (SIGABRT)"))
+      << message;
+  EXPECT_TRUE(absl::StrContains(message, "not retried again")) << message;
+  auto echo = (*plugin)->Call("echo", {StringValue("still here")});
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  EXPECT_EQ(echo->string_value(), "still here");
+  EXPECT_NE(Status("sdk").state(), v1::PLUGIN_STATE_FAILED);
 }
 
 // 7. Calls across 100 restarts through an attached host's channel, with
