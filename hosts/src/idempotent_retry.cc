@@ -263,10 +263,10 @@ class IdempotentRetryInterceptor : public Interceptor {
     status_ = grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
         absl::StrCat(*plugin_prefix_, "crashed ", crashed,
-                     " times while serving this call of ", info_->method(),
-                     " (the last: ", crashes_->LastText(),
-                     "); not retried again, as the request itself may be "
-                     "what crashes it (the last attempt: ",
+                     " times since this call of ", info_->method(),
+                     " started (the last: ", crashes_->LastText(),
+                     "); not retried again, as the request may be what "
+                     "crashes it (the last attempt: ",
                      status_.error_message(), ")"));
     return true;
   }
@@ -363,10 +363,16 @@ void CompletionQueuePool::Give(std::unique_ptr<grpc::CompletionQueue> cq) {
 }
 
 void CrashCount::Observe(const v1::ExitInfo& exit) {
+  // A kill or stop from outside, also as a shell or runtime reports one
+  // (exit code 128 + the signal).
+  auto is_kill = [](int signal) {
+    return signal == SIGKILL || signal == SIGTERM || signal == SIGINT ||
+           signal == SIGHUP;
+  };
   const bool crashed =
-      exit.signaled() ? exit.signal() != SIGKILL && exit.signal() != SIGTERM &&
-                            exit.signal() != SIGINT && exit.signal() != SIGHUP
-                      : exit.code() != 0;
+      exit.signaled() ? !is_kill(exit.signal())
+                      : exit.code() != 0 &&
+                            !(exit.code() > 128 && is_kill(exit.code() - 128));
   if (!crashed) return;
   {
     std::lock_guard<std::mutex> lock(mu_);

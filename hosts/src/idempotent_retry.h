@@ -101,16 +101,19 @@ class RetryWindow {
   std::atomic<int64_t> until_ns_{0};  // absl::GetCurrentTimeNanos() units
 };
 
-// At most this many crashes of the plugin while one call is taken over: a
-// request that crashes every instance it reaches (a "poison" request) would
-// otherwise crash instance after instance, and the supervisor give up on the
-// plugin. gRPC's own attempts within the first round come first.
+// A call taken over starts no new round once the plugin has crashed this
+// many times since the call started: a request that crashes every instance
+// it reaches (a "poison" request) would otherwise crash instance after
+// instance until the supervisor gave up on the plugin. The check runs
+// between rounds, so gRPC's own attempts of the round in flight come first
+// (up to 5 crashes, all of the default restart budget).
 inline constexpr uint64_t kMaxCrashesPerCall = 2;
 
 // The crashes of one plugin, as its supervisor's (or the daemon's) exit
 // events tell: exits by a signal other than SIGKILL, SIGTERM, SIGINT and
 // SIGHUP (kills and stops from outside, which calls ride through), or with
-// a non-zero code. Thread-safe.
+// a non-zero code other than 128 + one of those. Counted for the whole
+// plugin, not per call. Thread-safe.
 class CrashCount {
  public:
   void Observe(const v1::ExitInfo& exit);

@@ -681,8 +681,9 @@ TEST_F(DaemonTest, BrokerSigkillLeavesNoPlugin) {
 // before the daemon gives up on the plugin (default: more than 5 restarts in
 // 60 s).
 TEST_F(DaemonTest, AttachedHostStopsRetryingAPoisonRequest) {
-  StartDaemon(PluginYaml("sdk", {Sdk(), "--mutex-deadlock-detection"},
-                         {"backoff: {initial: 10ms}"}));
+  // The default backoff: the crash events have the first round's restarts
+  // (0.1 + 0.2 + 0.4 + 0.8 s) to reach the host.
+  StartDaemon(PluginYaml("sdk", {Sdk(), "--mutex-deadlock-detection"}));
   ASSERT_GT(ReadyPid("sdk"), 0);
   host::HostOptions host_options;
   host_options.mutex_deadlock_detection = true;  // checks our locks
