@@ -453,7 +453,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     if (e->process == nullptr || !e->process->running()) {
       return absl::FailedPreconditionError(
           absl::StrCat("plugin ", name, " has no running instance (",
-                       StateName(StatusOf(*e).state()), ")"));
+                       StateName(e->state), ")"));
     }
     return e->process->channel();
   }

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "../plugins/lock_order.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,7 @@ namespace plugd::host {
 namespace {
 
 using ::plugd::testing::Bin;
+using ::plugd::testing::InvertLockOrder;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -241,21 +243,6 @@ TEST_F(HostTest, SdkPluginsRunWithoutAbseilsDeadlockDetectorUnlessAsked) {
   EXPECT_EQ(aborted.status().code(), absl::StatusCode::kUnavailable)
       << aborted.status();
   EXPECT_THAT(std::string(aborted.status().message()), HasSubstr("SIGABRT"));
-}
-
-// Takes two mutexes in one order, then in the other: no real deadlock (one
-// thread), but a lock-order cycle for Abseil's deadlock detector.
-void InvertLockOrder() {
-  absl::Mutex a;
-  absl::Mutex b;
-  {
-    absl::MutexLock first(&a);
-    absl::MutexLock second(&b);
-  }
-  {
-    absl::MutexLock first(&b);
-    absl::MutexLock second(&a);
-  }
 }
 
 // In a child process (a death test re-running this binary): sets the

@@ -43,6 +43,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "lock_order.h"
 #include "plugd/common/status.h"
 #include "plugd/common/value.h"
 #include "plugd/sdk/plugin.h"
@@ -122,16 +123,7 @@ int main(int argc, char** argv) {
        .params = {},
        .impl = [](const plugd::sdk::Args&)
            -> absl::StatusOr<google::protobuf::Value> {
-         absl::Mutex a;
-         absl::Mutex b;
-         {
-           absl::MutexLock first(&a);
-           absl::MutexLock second(&b);
-         }
-         {
-           absl::MutexLock first(&b);
-           absl::MutexLock second(&a);
-         }
+         plugd::testing::InvertLockOrder();
          return plugd::StringValue("ok");
        }});
   plugin.AddFunction(
