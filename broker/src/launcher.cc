@@ -26,8 +26,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -724,6 +726,32 @@ std::string ExitStatus::ToString() const {
   return absl::StrCat("exited with code ", code);
 }
 
+void SetStartExit(const ExitStatus& exit, absl::Status* status) {
+  status->SetPayload(
+      kStartExitPayload,
+      absl::Cord(exit.signaled ? absl::StrCat("signal ", exit.signal)
+                               : absl::StrCat("code ", exit.code)));
+}
+
+std::optional<ExitStatus> StartExit(const absl::Status& status) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kStartExitPayload);
+  if (!payload) return std::nullopt;
+  std::pair<std::string, std::string> parts =
+      absl::StrSplit(std::string(*payload), absl::MaxSplits(' ', 1));
+  ExitStatus exit;
+  int n = 0;
+  if (!absl::SimpleAtoi(parts.second, &n)) return std::nullopt;
+  if (parts.first == "signal") {
+    exit.signaled = true;
+    exit.signal = n;
+  } else if (parts.first == "code") {
+    exit.code = n;
+  } else {
+    return std::nullopt;
+  }
+  return exit;
+}
+
 std::string DescribeLimitExit(const ResourceLimits& limits,
                               const ExitStatus& status,
                               const std::vector<std::string>& last_lines) {
@@ -1089,7 +1117,8 @@ class PluginProcess::Impl : public std::enable_shared_from_this<Impl> {
         status.error_code() != grpc::StatusCode::UNIMPLEMENTED) {
       std::string exited;
       if (std::optional<ExitStatus> s = exit_status()) {
-        exited = absl::StrCat("; meanwhile it ", s->ToString());
+        exited = absl::StrCat("; meanwhile it ", s->signaled ? "was " : "",
+                              s->ToString());
       }
       std::string what = absl::StrCat("plugin ", options_.name, " announced ",
                                       handshake_.GrpcTarget());
@@ -1707,7 +1736,12 @@ absl::StatusOr<std::shared_ptr<PluginProcess>> PluginProcess::Launch(
   absl::Status connected = impl->CheckConnectable();
   if (connected.ok()) connected = impl->LinkStableSocket();
   if (!connected.ok()) {
+    // It had announced its address, so it may have been sent calls: the
+    // status says how it ended (kStartExitPayload).
     impl->KillAndReap();
+    if (std::optional<ExitStatus> exit = impl->exit_status()) {
+      SetStartExit(*exit, &connected);
+    }
     return connected;
   }
   PLUGD_LOG(DEBUG) << "plugin " << impl->options().name << " started (pid "

@@ -629,7 +629,10 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     Entry& e = *found;
     if (!result.ok()) {
       e.last_error = std::string(result.status().message());
-      Emit(e, v1::EVENT_TYPE_START_FAILED, e.last_error);
+      // With how the process ended, if it had started: a crash during the
+      // start counts for hosts as one after it (CrashCount).
+      Emit(e, v1::EVENT_TYPE_START_FAILED, e.last_error,
+           StartExit(result.status()));
       if (e.stop_when_started || !e.want_running) {
         e.stop_when_started = false;
         SetState(e, v1::PLUGIN_STATE_STOPPED);

@@ -109,7 +109,7 @@ void AttachedEventWatch::Subscribe() {
 }
 
 void AttachedEventWatch::OnEvent(const v1::Event& event) {
-  if (crashes_ != nullptr && event.type() == v1::EVENT_TYPE_EXITED) {
+  if (crashes_ != nullptr && EndsAnInstance(event)) {
     crashes_->Observe(event.exit());
   }
   if (window_ != nullptr) {

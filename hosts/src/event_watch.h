@@ -50,6 +50,14 @@ inline bool SignalsInstability(v1::EventType type) {
          type == v1::EVENT_TYPE_START_FAILED;
 }
 
+// The events that say how an instance ended (for CrashCount): an exit, or a
+// failed start of a process that had started (its exit in the event; a crash
+// during the start counts as one after it).
+inline bool EndsAnInstance(const v1::Event& event) {
+  return event.type() == v1::EVENT_TYPE_EXITED ||
+         (event.type() == v1::EVENT_TYPE_START_FAILED && event.has_exit());
+}
+
 // For a plugin's `ready` event (AttachedEventWatch's `on_ready`, or the
 // embedded supervisor's events): `channel` connects at once instead of
 // waiting out gRPC's reconnect backoff (at least 100 ms after a failed

@@ -732,9 +732,7 @@ absl::StatusOr<std::shared_ptr<Plugin>> Host::LaunchSupervised(
       [name, on_ready = internal::ResetBackoffOnReady(plugin->channel_),
        retry_window, window_span, crashes](const v1::Event& event) {
         if (event.plugin() != name) return;
-        if (event.type() == v1::EVENT_TYPE_EXITED) {
-          crashes->Observe(event.exit());
-        }
+        if (internal::EndsAnInstance(event)) crashes->Observe(event.exit());
         // Runs on the supervisor's loop before the restart, so calls that
         // wait for the new instance are taken over.
         if (retry_window != nullptr &&

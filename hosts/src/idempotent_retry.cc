@@ -97,7 +97,7 @@ std::set<std::string, std::less<>> GeneratedOnly(
 }
 
 // One per hijackable call (a unary call of a listed method); see the header.
-class IdempotentRetryInterceptor : public Interceptor {
+class IdempotentRetryInterceptor : public Interceptor, public CrashListener {
  public:
   // `method`: the call's method path, kept by the factory (the rounds' calls
   // keep a pointer to the string they are given).
@@ -114,6 +114,20 @@ class IdempotentRetryInterceptor : public Interceptor {
         crashes_(crashes),
         call_timeout_(call_timeout),
         queues_(queues) {}
+
+  ~IdempotentRetryInterceptor() override { StopWatching(); }
+
+  // A crash of the plugin while the call is taken over: at the limit, the
+  // round in flight is cancelled and no other starts (its completion, or
+  // the next NewRoundContext, sees crash_stopped_).
+  void OnCrash(uint64_t count) override {
+    // (Not a subtraction: a crash counted before the call started may be
+    // reported to it just after.)
+    if (count < crashes_at_start_ + kMaxCrashesPerCall) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    crash_stopped_ = true;
+    if (context_ != nullptr) context_->TryCancel();
+  }
 
   void Intercept(InterceptorBatchMethods* methods) override {
     // ClientContext::TryCancel, from any thread: the round in flight is
@@ -134,7 +148,11 @@ class IdempotentRetryInterceptor : public Interceptor {
           methods->GetRecvStatus() != nullptr &&
           methods->GetRecvMessage() != nullptr) {
         hijacked_ = true;
-        if (crashes_ != nullptr) crashes_at_start_ = crashes_->Get();
+        if (crashes_ != nullptr) {
+          crashes_at_start_ = crashes_->Get();
+          crashes_->Watch(this);
+          watching_ = true;
+        }
         request_ = *methods->GetSerializedSendMessage();
         metadata_ = *methods->GetSendInitialMetadata();
         methods->Hijack();  // calls Intercept again with the receive ops
@@ -179,24 +197,58 @@ class IdempotentRetryInterceptor : public Interceptor {
   }
 
   // The context of the next round: the call's deadline and metadata. False
-  // (status_ CANCELLED) once the call has been cancelled.
+  // (status_ the call's outcome) once the call has been cancelled or the
+  // plugin has crashed too often under it.
   bool NewRoundContext() {
     auto context = std::make_unique<grpc::ClientContext>();
     context->set_deadline(deadline_);
     for (const auto& [key, value] : metadata_) {
       context->AddMetadata(key, value);
     }
+    bool crash_stopped = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (cancelled_) {
         status_ = grpc::Status(grpc::StatusCode::CANCELLED, "Cancelled");
         return false;
       }
-      std::swap(context_, context);  // the last round's goes with `context`
+      crash_stopped = crash_stopped_;
+      if (!crash_stopped) {
+        std::swap(context_, context);  // the last round's goes with `context`
+      }
+    }
+    if (crash_stopped) {
+      CrashedTooOften();  // true once crash_stopped_ is: it sets status_
+      return false;
     }
     ++round_;
     response_.Clear();
     return true;
+  }
+
+  // After a round: whether another should start. Otherwise status_ is the
+  // call's outcome.
+  bool AnotherRound() {
+    bool crash_stopped = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      crash_stopped = crash_stopped_ && !cancelled_;
+    }
+    // The round that OnCrash cancelled (or one that failed as the plugin
+    // died), not one that got its answer before the cancellation did.
+    if (crash_stopped &&
+        (status_.error_code() == grpc::StatusCode::CANCELLED ||
+         status_.error_code() == grpc::StatusCode::UNAVAILABLE)) {
+      CrashedTooOften();
+      return false;
+    }
+    return ShouldRetry() && !CrashedTooOften();
+  }
+
+  void StopWatching() {
+    if (!watching_) return;
+    crashes_->Unwatch(this);
+    watching_ = false;
   }
 
   void Cancel() {
@@ -219,7 +271,7 @@ class IdempotentRetryInterceptor : public Interceptor {
       void* tag = nullptr;
       bool ok = false;
       cq->Next(&tag, &ok);  // the round's one event: Finish's
-      if (!ShouldRetry() || CrashedTooOften()) break;
+      if (!AnotherRound()) break;
     }
     queues_->Give(std::move(cq));
     Answer();
@@ -235,7 +287,7 @@ class IdempotentRetryInterceptor : public Interceptor {
     stub_->UnaryCall(context_.get(), *method_, grpc::StubOptions(), &request_,
                      &response_, [this](grpc::Status s) {
                        status_ = std::move(s);
-                       if (ShouldRetry() && !CrashedTooOften()) {
+                       if (AnotherRound()) {
                          StartRound();
                        } else {
                          Answer();
@@ -260,20 +312,28 @@ class IdempotentRetryInterceptor : public Interceptor {
     if (crashes_ == nullptr) return false;
     const uint64_t crashed = crashes_->Get() - crashes_at_start_;
     if (crashed < kMaxCrashesPerCall) return false;
+    std::string last_attempt;
+    if (status_.error_code() == grpc::StatusCode::CANCELLED) {
+      last_attempt = "; the attempt in flight was cancelled";
+    } else if (!status_.ok()) {
+      last_attempt =
+          absl::StrCat("; the last attempt: ", status_.error_message());
+    }
     status_ = grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
         absl::StrCat(*plugin_prefix_, "crashed ", crashed,
                      " times since this call of ", info_->method(),
                      " started (the last: ", crashes_->LastText(),
                      "); not retried again, as the request may be what "
-                     "crashes it (the last attempt: ",
-                     status_.error_message(), ")"));
+                     "crashes it",
+                     last_attempt));
     return true;
   }
 
   // Fills the hijacked receive ops with the last round's outcome (none if
   // the call was cancelled before its first round).
   void Answer() {
+    StopWatching();  // before Proceed, after which this may be gone
     InterceptorBatchMethods* methods = recv_methods_;
     if (context_ != nullptr &&
         methods->QueryInterceptionHookPoint(
@@ -314,6 +374,7 @@ class IdempotentRetryInterceptor : public Interceptor {
   const std::string* const plugin_prefix_;
   const CrashCount* const crashes_;
   uint64_t crashes_at_start_ = 0;
+  bool watching_ = false;  // crashes_->Watch(this) in force
   const absl::Duration call_timeout_;
   CompletionQueuePool* const queues_;
   bool hijacked_ = false;
@@ -324,10 +385,13 @@ class IdempotentRetryInterceptor : public Interceptor {
   std::unique_ptr<grpc::GenericStub> stub_;
   std::chrono::system_clock::time_point deadline_;
   int round_ = 0;
-  // Guards context_'s replacement and cancelled_ against Cancel, which
-  // runs on the thread of whoever cancels the call.
+  // Guards context_'s replacement, cancelled_ and crash_stopped_ against
+  // Cancel and OnCrash, which run on the thread of whoever cancels the call
+  // and on the one that observes the crash. Taken under the CrashCount's
+  // listener lock (OnCrash), never the other way round.
   std::mutex mu_;
   bool cancelled_ = false;
+  bool crash_stopped_ = false;  // OnCrash saw the limit reached
   std::unique_ptr<grpc::ClientContext> context_;  // the last round's
   grpc::ByteBuffer response_;
   grpc::Status status_;
@@ -378,7 +442,30 @@ void CrashCount::Observe(const v1::ExitInfo& exit) {
     std::lock_guard<std::mutex> lock(mu_);
     last_text_ = exit.text();
   }
-  count_.fetch_add(1, std::memory_order_acq_rel);
+  const uint64_t count = count_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  for (CrashListener* l = listeners_; l != nullptr; l = l->next_) {
+    l->OnCrash(count);
+  }
+}
+
+void CrashCount::Watch(CrashListener* listener) const {
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  listener->prev_ = nullptr;
+  listener->next_ = listeners_;
+  if (listeners_ != nullptr) listeners_->prev_ = listener;
+  listeners_ = listener;
+}
+
+void CrashCount::Unwatch(CrashListener* listener) const {
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  if (listener->prev_ != nullptr) {
+    listener->prev_->next_ = listener->next_;
+  } else {
+    listeners_ = listener->next_;
+  }
+  if (listener->next_ != nullptr) listener->next_->prev_ = listener->prev_;
+  listener->prev_ = listener->next_ = nullptr;
 }
 
 std::string CrashCount::LastText() const {

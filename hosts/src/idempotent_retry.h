@@ -101,13 +101,30 @@ class RetryWindow {
   std::atomic<int64_t> until_ns_{0};  // absl::GetCurrentTimeNanos() units
 };
 
-// A call taken over starts no new round once the plugin has crashed this
-// many times since the call started: a request that crashes every instance
-// it reaches (a "poison" request) would otherwise crash instance after
-// instance until the supervisor gave up on the plugin. The check runs
-// between rounds, so gRPC's own attempts of the round in flight come first
-// (up to 5 crashes, all of the default restart budget).
+// A call taken over stops once the plugin has crashed this many times since
+// the call started: a request that crashes every instance it reaches (a
+// "poison" request) would otherwise crash instance after instance until the
+// supervisor gave up on the plugin. The crash that reaches the limit cancels
+// the round in flight (gRPC's own attempts of it included) as the exit event
+// arrives, so no further instance is sent the request unless it was sent
+// before the event came.
 inline constexpr uint64_t kMaxCrashesPerCall = 2;
+
+// Told of each crash a CrashCount observes, while watching it.
+class CrashListener {
+ public:
+  // `count`: the plugin's crashes so far, this one included. Runs on the
+  // thread that observed the crash, under the CrashCount's listener lock.
+  virtual void OnCrash(uint64_t count) = 0;
+
+ protected:
+  ~CrashListener() = default;
+
+ private:
+  friend class CrashCount;
+  CrashListener* prev_ = nullptr;  // the CrashCount's list, under its lock
+  CrashListener* next_ = nullptr;
+};
 
 // The crashes of one plugin, as its supervisor's (or the daemon's) exit
 // events tell: exits by a signal other than SIGKILL, SIGTERM, SIGINT and
@@ -121,10 +138,18 @@ class CrashCount {
   // The last crash, for people ("killed by signal 6 (SIGABRT)").
   std::string LastText() const;
 
+  // Until Unwatch, `listener` is told of every crash. Unwatch waits for an
+  // OnCrash call in progress: once it returns, none runs or will. Const, as
+  // watching does not change the count (interceptors hold a const one).
+  void Watch(CrashListener* listener) const;
+  void Unwatch(CrashListener* listener) const;
+
  private:
   std::atomic<uint64_t> count_{0};
   mutable std::mutex mu_;
   std::string last_text_;
+  mutable std::mutex listeners_mu_;
+  mutable CrashListener* listeners_ = nullptr;  // guarded by listeners_mu_
 };
 
 // Completion queues for the rounds of blocking calls, reused: creating one

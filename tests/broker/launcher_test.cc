@@ -16,6 +16,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -336,6 +337,22 @@ TEST_F(LauncherTest, CrashBeforeHandshakeNamesTheSignal) {
   EXPECT_THAT(std::string(status.message()),
               HasSubstr("killed by signal 11 (SIGSEGV)"));
   EXPECT_THAT(std::string(status.message()), HasSubstr("about to crash"));
+}
+
+TEST_F(LauncherTest, CrashAfterTheAddressIsAnnouncedIsInTheStatus) {
+  // Announced, then gone during the connect check: clients may have reached
+  // it, so the status says how it ended (a supervisor's start-failed event
+  // carries it, and hosts count it as a crash).
+  absl::Status status = LaunchError(Options("abort-in-health-check"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("but it cannot be connected"));
+  std::optional<ExitStatus> exit = StartExit(status);
+  ASSERT_TRUE(exit.has_value()) << status;
+  EXPECT_TRUE(exit->signaled);
+  EXPECT_EQ(exit->signal, SIGABRT);
+  // Before its handshake nobody can have reached it: no exit in the status.
+  EXPECT_FALSE(StartExit(LaunchError(Options("segv"))).has_value());
 }
 
 TEST_F(LauncherTest, WrongCoreVersion) {

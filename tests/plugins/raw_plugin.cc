@@ -15,6 +15,9 @@
 //   flood                 after the handshake, stderr lines as fast as it can
 //   longline              one 1 MiB stderr line, then a normal one
 //   exit-after-handshake  answers one health check, writes "bye", exits 4
+//   abort-in-health-check announces its address, then aborts (SIGABRT) in
+//                         the first health check (the launcher's connect
+//                         check)
 // Modes for the conformance checker (tests/conform), best with --strict:
 //   no-cookie-check       serves even without the magic cookie
 //   ignore-versions       announces version 1 whatever the host offers
@@ -109,6 +112,7 @@ class HealthService final : public grpc::health::v1::Health::Service {
   grpc::Status Check(grpc::ServerContext*,
                      const grpc::health::v1::HealthCheckRequest*,
                      grpc::health::v1::HealthCheckResponse* response) override {
+    if (g_mode == "abort-in-health-check") std::abort();
     response->set_status(
         g_mode == "not-serving"
             ? grpc::health::v1::HealthCheckResponse::NOT_SERVING

@@ -213,6 +213,17 @@ inline constexpr char kMinimalPath[] =
 inline constexpr char kExecutableMismatchPayload[] =
     "type.googleapis.com/plugd.ExecutableMismatch";
 
+// The payload type URL set on a failed launch's status when the process had
+// announced its address (so clients may have reached it) before the start
+// failed: how it ended ("signal 6", "code 1"). It may have died during the
+// connect check (a crash) or been killed for failing it (SIGKILL). A
+// supervisor puts it in the start-failed event (Event.exit), where hosts
+// count a crash. StartExit reads it back.
+inline constexpr char kStartExitPayload[] =
+    "type.googleapis.com/plugd.StartExit";
+void SetStartExit(const ExitStatus& exit, absl::Status* status);
+std::optional<ExitStatus> StartExit(const absl::Status& status);
+
 // Why a plugin with resource limits probably died, for an exit event: e.g.
 // "memory limit 64MiB (address_space) reached?" when it had an address-space
 // limit and was killed by SIGABRT, SIGSEGV, SIGBUS or SIGKILL or printed an
