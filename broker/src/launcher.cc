@@ -729,22 +729,24 @@ std::string ExitStatus::ToString() const {
 void SetStartExit(const ExitStatus& exit, absl::Status* status) {
   status->SetPayload(
       kStartExitPayload,
-      absl::Cord(exit.signaled ? absl::StrCat("signal ", exit.signal)
+      absl::Cord(exit.signaled ? absl::StrCat("signal ", exit.signal,
+                                              exit.core_dumped ? " core" : "")
                                : absl::StrCat("code ", exit.code)));
 }
 
 std::optional<ExitStatus> StartExit(const absl::Status& status) {
   absl::optional<absl::Cord> payload = status.GetPayload(kStartExitPayload);
   if (!payload) return std::nullopt;
-  std::pair<std::string, std::string> parts =
-      absl::StrSplit(std::string(*payload), absl::MaxSplits(' ', 1));
+  const std::vector<std::string> parts =
+      absl::StrSplit(std::string(*payload), ' ');
   ExitStatus exit;
   int n = 0;
-  if (!absl::SimpleAtoi(parts.second, &n)) return std::nullopt;
-  if (parts.first == "signal") {
+  if (parts.size() < 2 || !absl::SimpleAtoi(parts[1], &n)) return std::nullopt;
+  if (parts[0] == "signal") {
     exit.signaled = true;
     exit.signal = n;
-  } else if (parts.first == "code") {
+    exit.core_dumped = parts.size() > 2 && parts[2] == "core";
+  } else if (parts[0] == "code") {
     exit.code = n;
   } else {
     return std::nullopt;

@@ -319,6 +319,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     // Why the last exit probably happened ("memory limit 64MiB ... reached?"),
     // from DescribeLimitExit; empty when nothing points at a limit.
     std::string last_exit_reason;
+    std::string last_exit_killed_for;  // ExitInfo.killed_for of last_exit
     std::string last_error;
     std::string version;
     uint32_t protocol_version = 0;
@@ -326,6 +327,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     bool stop_when_started = false;  // stop requested during STARTING
     bool restart_after_stop = false;
     bool forced_restart = false;  // the supervisor killed it (health)
+    std::string forced_for;       // why: "liveness" or "unhealthy"
     std::vector<Waiter> waiters;
     std::unique_ptr<Tombstone> tombstone;
   };
@@ -428,7 +430,10 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     }
     s.set_protocol_version(e.protocol_version);
     s.set_version(e.version);
-    if (e.last_exit) *s.mutable_last_exit() = ToExitInfo(*e.last_exit);
+    if (e.last_exit) {
+      *s.mutable_last_exit() = ToExitInfo(*e.last_exit);
+      s.mutable_last_exit()->set_killed_for(e.last_exit_killed_for);
+    }
     s.set_last_error(e.last_error);
     for (const auto& arg : e.spec.launch.command) s.add_command(arg);
     s.set_restart_policy(e.spec.restart);
@@ -478,9 +483,12 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
 
   // ----------------------------------------------------------- events ---
 
+  // `killed_for`: ExitInfo.killed_for of `exit`; for an exit the supervisor
+  // brought about (ForceRestart), its kind.
   void Emit(Entry& e, v1::EventType type, const std::string& message,
             const std::optional<ExitStatus>& exit = std::nullopt,
-            std::optional<absl::Duration> delay = std::nullopt, pid_t pid = 0) {
+            std::optional<absl::Duration> delay = std::nullopt, pid_t pid = 0,
+            const std::string& killed_for = "") {
     v1::Event event;
     event.set_sequence(++sequence_);
     *event.mutable_time() = ToTimestamp(absl::Now());
@@ -488,7 +496,14 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     event.set_type(type);
     if (pid == 0 && e.process) pid = e.process->pid();
     event.set_pid(pid);
-    if (exit) *event.mutable_exit() = ToExitInfo(*exit);
+    if (exit) {
+      *event.mutable_exit() = ToExitInfo(*exit);
+      if (!killed_for.empty()) {
+        event.mutable_exit()->set_killed_for(killed_for);
+      } else if (type == v1::EVENT_TYPE_EXITED && e.forced_restart) {
+        event.mutable_exit()->set_killed_for(e.forced_for);
+      }
+    }
     if (delay) {
       const int64_t nanos = absl::ToInt64Nanoseconds(*delay);
       event.mutable_delay()->set_seconds(nanos / 1000000000);
@@ -629,10 +644,14 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     Entry& e = *found;
     if (!result.ok()) {
       e.last_error = std::string(result.status().message());
-      // With how the process ended, if it had started: a crash during the
-      // start counts for hosts as one after it (CrashCount).
+      // With how the process ended, if it had announced its address: a
+      // crash or a hang (no answer to the connect check within the start
+      // timeout) then counts for hosts as one after the start (CrashCount).
+      const bool timed_out =
+          result.status().code() == absl::StatusCode::kDeadlineExceeded;
       Emit(e, v1::EVENT_TYPE_START_FAILED, e.last_error,
-           StartExit(result.status()));
+           StartExit(result.status()), std::nullopt, 0,
+           timed_out ? "start_timeout" : "");
       if (e.stop_when_started || !e.want_running) {
         e.stop_when_started = false;
         SetState(e, v1::PLUGIN_STATE_STOPPED);
@@ -691,6 +710,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     Entry& e = *found;
     const absl::Duration uptime = absl::Now() - e.started_at;
     e.last_exit = status;
+    e.last_exit_killed_for = e.forced_restart ? e.forced_for : "";
     if (e.watch) e.watch->Cancel();
     e.watch.reset();
     e.unhealthy_timer->cancel();
@@ -846,26 +866,28 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
                       absl::FormatDuration(e->spec.unhealthy_timeout)));
     std::weak_ptr<Impl> weak = shared_from_this();
     e->unhealthy_timer->expires_after(ToChrono(e->spec.unhealthy_timeout));
-    e->unhealthy_timer->async_wait(
-        [weak, name, generation](const boost::system::error_code& ec) {
-          if (ec) return;
-          auto self = weak.lock();
-          if (!self) return;
-          Entry* entry = self->FindInstance(name, generation);
-          if (entry == nullptr || entry->state != v1::PLUGIN_STATE_UNHEALTHY) {
-            return;
-          }
-          self->ForceRestart(
-              *entry, absl::StrCat(
-                          "unhealthy for ",
-                          absl::FormatDuration(entry->spec.unhealthy_timeout)));
-        });
+    e->unhealthy_timer->async_wait([weak, name, generation](
+                                       const boost::system::error_code& ec) {
+      if (ec) return;
+      auto self = weak.lock();
+      if (!self) return;
+      Entry* entry = self->FindInstance(name, generation);
+      if (entry == nullptr || entry->state != v1::PLUGIN_STATE_UNHEALTHY) {
+        return;
+      }
+      self->ForceRestart(
+          *entry, "unhealthy",
+          absl::StrCat("unhealthy for ",
+                       absl::FormatDuration(entry->spec.unhealthy_timeout)));
+    });
   }
 
   // Kills a running instance so that its exit leads to a restart.
-  void ForceRestart(Entry& e, const std::string& reason) {
+  // `kind`: "liveness" or "unhealthy" (ExitInfo.killed_for of the exit).
+  void ForceRestart(Entry& e, const char* kind, const std::string& reason) {
     if (!e.process) return;
     e.forced_restart = true;
+    e.forced_for = kind;
     e.last_error = reason;
     PLUGD_LOG(WARNING) << "plugin " << e.spec.launch.name << " (pid "
                        << e.process->pid() << "): " << reason
@@ -913,7 +935,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       }
       if (now - e.unanswered_since > e.spec.liveness_timeout) {
         ForceRestart(
-            e,
+            e, "liveness",
             absl::StrCat("no answer to health checks for ",
                          absl::FormatDuration(now - e.unanswered_since),
                          " (liveness_timeout ",

@@ -118,14 +118,13 @@ class IdempotentRetryInterceptor : public Interceptor, public CrashListener {
   ~IdempotentRetryInterceptor() override { StopWatching(); }
 
   // A crash of the plugin while the call is taken over: at the limit, the
-  // round in flight is cancelled and no other starts (its completion, or
-  // the next NewRoundContext, sees crash_stopped_).
+  // round in flight is cancelled, and no other starts (the count is already
+  // up when this runs: NewRoundContext and AnotherRound read it).
   void OnCrash(uint64_t count) override {
     // (Not a subtraction: a crash counted before the call started may be
     // reported to it just after.)
     if (count < crashes_at_start_ + kMaxCrashesPerCall) return;
     std::lock_guard<std::mutex> lock(mu_);
-    crash_stopped_ = true;
     if (context_ != nullptr) context_->TryCancel();
   }
 
@@ -205,20 +204,22 @@ class IdempotentRetryInterceptor : public Interceptor, public CrashListener {
     for (const auto& [key, value] : metadata_) {
       context->AddMetadata(key, value);
     }
-    bool crash_stopped = false;
+    bool limit_reached = false;
     {
+      // Under mu_, so that a crash counted after this reaches the new
+      // context through OnCrash.
       std::lock_guard<std::mutex> lock(mu_);
       if (cancelled_) {
         status_ = grpc::Status(grpc::StatusCode::CANCELLED, "Cancelled");
         return false;
       }
-      crash_stopped = crash_stopped_;
-      if (!crash_stopped) {
+      limit_reached = CrashLimitReached();
+      if (!limit_reached) {
         std::swap(context_, context);  // the last round's goes with `context`
       }
     }
-    if (crash_stopped) {
-      CrashedTooOften();  // true once crash_stopped_ is: it sets status_
+    if (limit_reached) {
+      CrashedTooOften();  // sets status_
       return false;
     }
     ++round_;
@@ -229,20 +230,23 @@ class IdempotentRetryInterceptor : public Interceptor, public CrashListener {
   // After a round: whether another should start. Otherwise status_ is the
   // call's outcome.
   bool AnotherRound() {
-    bool crash_stopped = false;
+    bool cancelled = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      crash_stopped = crash_stopped_ && !cancelled_;
+      cancelled = cancelled_;
     }
-    // The round that OnCrash cancelled (or one that failed as the plugin
-    // died), not one that got its answer before the cancellation did.
-    if (crash_stopped &&
-        (status_.error_code() == grpc::StatusCode::CANCELLED ||
-         status_.error_code() == grpc::StatusCode::UNAVAILABLE)) {
-      CrashedTooOften();
+    // A round that OnCrash cancelled (not the caller: its CANCELLED stands;
+    // nor one that got its answer before the cancellation did).
+    if (status_.error_code() == grpc::StatusCode::CANCELLED && !cancelled &&
+        CrashedTooOften()) {
       return false;
     }
     return ShouldRetry() && !CrashedTooOften();
+  }
+
+  bool CrashLimitReached() const {
+    return crashes_ != nullptr &&
+           crashes_->Get() >= crashes_at_start_ + kMaxCrashesPerCall;
   }
 
   void StopWatching() {
@@ -309,9 +313,8 @@ class IdempotentRetryInterceptor : public Interceptor, public CrashListener {
   // with a status that says so (starting "plugin NAME ", so the status
   // interceptor keeps it), as the request may be what crashes it.
   bool CrashedTooOften() {
-    if (crashes_ == nullptr) return false;
+    if (!CrashLimitReached()) return false;
     const uint64_t crashed = crashes_->Get() - crashes_at_start_;
-    if (crashed < kMaxCrashesPerCall) return false;
     std::string last_attempt;
     if (status_.error_code() == grpc::StatusCode::CANCELLED) {
       last_attempt = "; the attempt in flight was cancelled";
@@ -321,7 +324,7 @@ class IdempotentRetryInterceptor : public Interceptor, public CrashListener {
     }
     status_ = grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
-        absl::StrCat(*plugin_prefix_, "crashed ", crashed,
+        absl::StrCat(*plugin_prefix_, "crashed or hung ", crashed,
                      " times since this call of ", info_->method(),
                      " started (the last: ", crashes_->LastText(),
                      "); not retried again, as the request may be what "
@@ -385,13 +388,12 @@ class IdempotentRetryInterceptor : public Interceptor, public CrashListener {
   std::unique_ptr<grpc::GenericStub> stub_;
   std::chrono::system_clock::time_point deadline_;
   int round_ = 0;
-  // Guards context_'s replacement, cancelled_ and crash_stopped_ against
-  // Cancel and OnCrash, which run on the thread of whoever cancels the call
-  // and on the one that observes the crash. Taken under the CrashCount's
-  // listener lock (OnCrash), never the other way round.
+  // Guards context_'s replacement and cancelled_ against Cancel and
+  // OnCrash, which run on the thread of whoever cancels the call and on the
+  // one that observes the crash. Taken under the CrashCount's listener lock
+  // (OnCrash), never the other way round.
   std::mutex mu_;
   bool cancelled_ = false;
-  bool crash_stopped_ = false;  // OnCrash saw the limit reached
   std::unique_ptr<grpc::ClientContext> context_;  // the last round's
   grpc::ByteBuffer response_;
   grpc::Status status_;
@@ -433,14 +435,22 @@ void CrashCount::Observe(const v1::ExitInfo& exit) {
     return signal == SIGKILL || signal == SIGTERM || signal == SIGINT ||
            signal == SIGHUP;
   };
+  // Killed by its supervisor for not answering health checks (or, once it
+  // had announced its address, the connect check of its start): hung, which
+  // a request may cause as well as a crash.
+  const bool hung =
+      exit.killed_for() == "liveness" || exit.killed_for() == "start_timeout";
   const bool crashed =
-      exit.signaled() ? !is_kill(exit.signal())
-                      : exit.code() != 0 &&
-                            !(exit.code() > 128 && is_kill(exit.code() - 128));
+      hung || (exit.signaled()
+                   ? !is_kill(exit.signal())
+                   : exit.code() != 0 &&
+                         !(exit.code() > 128 && is_kill(exit.code() - 128)));
   if (!crashed) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    last_text_ = exit.text();
+    last_text_ = hung ? absl::StrCat(exit.text(),
+                                     " as it answered no health check: hung")
+                      : exit.text();
   }
   const uint64_t count = count_.fetch_add(1, std::memory_order_acq_rel) + 1;
   std::lock_guard<std::mutex> lock(listeners_mu_);

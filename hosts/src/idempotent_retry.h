@@ -15,9 +15,9 @@
 // plugin is deliberately down (the supervisor's tombstone answered: its
 // message starts with "plugin NAME is "), the call's deadline (or the
 // channel's call_timeout from the call's start, whichever is sooner) passes,
-// kMaxRetryRounds rounds failed, or the plugin crashed (as opposed to being
-// killed) kMaxCrashesPerCall times since the call was taken over: the
-// request itself may be what crashes it.
+// kMaxRetryRounds rounds failed, or the plugin crashed or hung (as opposed
+// to being killed) kMaxCrashesPerCall times since the call was taken over:
+// the request itself may be what brings it down (CrashCount).
 //
 //   std::vector<std::unique_ptr<ClientInterceptorFactoryInterface>> f;
 //   f.push_back(...status interceptor...);   // sees the final status
@@ -114,7 +114,8 @@ inline constexpr uint64_t kMaxCrashesPerCall = 2;
 class CrashListener {
  public:
   // `count`: the plugin's crashes so far, this one included. Runs on the
-  // thread that observed the crash, under the CrashCount's listener lock.
+  // thread that observed the crash, under the CrashCount's listener lock
+  // (not recursive: OnCrash must not call Watch or Unwatch).
   virtual void OnCrash(uint64_t count) = 0;
 
  protected:
@@ -129,8 +130,9 @@ class CrashListener {
 // The crashes of one plugin, as its supervisor's (or the daemon's) exit
 // events tell: exits by a signal other than SIGKILL, SIGTERM, SIGINT and
 // SIGHUP (kills and stops from outside, which calls ride through), or with
-// a non-zero code other than 128 + one of those. Counted for the whole
-// plugin, not per call. Thread-safe.
+// a non-zero code other than 128 + one of those; and kills by the
+// supervisor for not answering health checks (liveness: hung). Counted for the
+// whole plugin, not per call. Thread-safe.
 class CrashCount {
  public:
   void Observe(const v1::ExitInfo& exit);

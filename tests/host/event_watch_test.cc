@@ -128,6 +128,21 @@ class EventWatchTest : public ::testing::Test {
   int readies_ ABSL_GUARDED_BY(mu_) = 0;  // on_ready calls
 };
 
+// The events whose exit CrashCount observes: exits, and failed starts that
+// carry one (the plugin had announced its address).
+TEST(EndsAnInstanceTest, ExitsAndFailedStartsWithAnExit) {
+  v1::Event event;
+  event.set_type(v1::EVENT_TYPE_EXITED);
+  EXPECT_TRUE(EndsAnInstance(event));
+  event.set_type(v1::EVENT_TYPE_START_FAILED);
+  EXPECT_FALSE(EndsAnInstance(event));
+  event.mutable_exit()->set_signaled(true);
+  event.mutable_exit()->set_signal(6);
+  EXPECT_TRUE(EndsAnInstance(event));
+  event.set_type(v1::EVENT_TYPE_STOPPED);
+  EXPECT_FALSE(EndsAnInstance(event));
+}
+
 TEST_F(EventWatchTest, HeldOpenUntilFollowingThenOpenedByAnExit) {
   StartWatch();
   EXPECT_TRUE(window_->IsOpen()) << "not held open before the first event";

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -327,11 +328,34 @@ TEST_F(HostTest, PoisonIdempotentRequestDoesNotTakeThePluginDown) {
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(result.status().message()),
-              AllOf(HasSubstr("plugin poison crashed "),
+              AllOf(HasSubstr("plugin poison crashed or hung 2 times"),
                     HasSubstr("killed by signal 6 (SIGABRT)"),
                     HasSubstr("not retried again, as the request may be "
                               "what crashes it"),
                     HasSubstr("the attempt in flight was cancelled")));
+  // The same as a callback call, whose rounds are callback calls chained on
+  // gRPC's threads (the crash events cancel them from the supervisor's).
+  {
+    auto stub = v1::Functions::NewStub(plugin->channel());
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::CallRequest request;
+    request.set_function("lock_order_inversion");
+    v1::CallResponse response;
+    absl::Notification done;
+    grpc::Status status;
+    stub->async()->Call(&context, &request, &response,
+                        [&](const grpc::Status& s) {
+                          status = s;
+                          done.Notify();
+                        });
+    // A hang guard: without the limit the call would end at its deadline.
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(50)));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(status.error_message(),
+                AllOf(HasSubstr("plugin poison crashed or hung 2 times"),
+                      HasSubstr("the attempt in flight was cancelled")));
+  }
   // Still running: the next call (a harmless one) is answered.
   auto echo = plugin->Call("echo", {plugd::StringValue("still here")});
   ASSERT_TRUE(echo.ok()) << echo.status();
@@ -339,10 +363,46 @@ TEST_F(HostTest, PoisonIdempotentRequestDoesNotTakeThePluginDown) {
   auto status = host_->supervisor()->Get("poison");
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_NE(status->state(), v1::PLUGIN_STATE_FAILED);
-  // Two crashes, then the restart that answered the echo: the supervisor
-  // tells the host of an exit before it schedules the restart, so no third
-  // instance got the request (before the cancellation: 5 crashes, all of
-  // gRPC's attempts of the first round).
+  // Two crashes per call, then the restart that answered the echo: the
+  // supervisor tells the host of an exit before it schedules the restart,
+  // so no third instance got a request (before the cancellation: 5 crashes
+  // per call, all of gRPC's attempts of the first round; the second call
+  // would have failed the plugin).
+  EXPECT_EQ(status->restarts(), 4u);
+}
+
+TEST_F(HostTest, HangingIdempotentRequestIsNotRetriedForever) {
+  // A request that hangs the plugin every time: each instance is killed for
+  // not answering health checks (liveness_timeout) and the call retried on
+  // the next, until its deadline, each kill a restart from the budget. A
+  // liveness kill counts as a crash: the second one stops the call.
+  PluginOptions options;
+  options.name = "hang";
+  options.command = {Bin("plugd-test-sdk")};
+  SupervisionOptions supervision;
+  supervision.health_interval = absl::Milliseconds(100);
+  supervision.liveness_timeout = absl::Milliseconds(500);
+  options.supervision = supervision;
+  // A new instance may get the retried request before its start is over:
+  // it then hangs in the connect check, which also counts.
+  options.start_timeout = absl::Seconds(2);
+  options.idempotent_methods = {"plugd.v1.Functions/Call"};
+  auto plugin = MustLaunch(options);
+  ASSERT_NE(plugin, nullptr);
+  auto result = plugin->Call("hang", {});
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(result.status().message()),
+              AllOf(HasSubstr("plugin hang crashed or hung 2 times"),
+                    HasSubstr("as it answered no health check: hung"),
+                    HasSubstr("the attempt in flight was cancelled")));
+  // Hung twice; whether the second hang was a liveness kill or a start that
+  // timed out, it was the last exit.
+  auto echo = plugin->Call("echo", {plugd::StringValue("still here")});
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  auto status = host_->supervisor()->Get("hang");
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_NE(status->state(), v1::PLUGIN_STATE_FAILED);
   EXPECT_EQ(status->restarts(), 2u);
 }
 

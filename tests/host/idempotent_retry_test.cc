@@ -14,6 +14,7 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/client_interceptor.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -522,6 +524,52 @@ TEST(IdempotentRetryCancelTest, TryCancelEndsATakenOverCall) {
       << status.error_message();
 
   host->reset();  // stops the plugin, which lets its held calls go
+}
+
+v1::ExitInfo Exit(bool signaled, int n, const std::string& killed_for = "") {
+  v1::ExitInfo exit;
+  exit.set_signaled(signaled);
+  if (signaled) {
+    exit.set_signal(n);
+  } else {
+    exit.set_code(n);
+  }
+  exit.set_text(absl::StrCat(signaled ? "signal " : "code ", n));
+  exit.set_killed_for(killed_for);
+  return exit;
+}
+
+// What counts as a crash (a request may have brought the plugin down), and
+// who is told.
+TEST(CrashCountTest, CountsCrashesAndHangsNotKillsAndTellsItsWatchers) {
+  struct Listener : CrashListener {
+    void OnCrash(uint64_t count) override { seen.push_back(count); }
+    std::vector<uint64_t> seen;
+  };
+  CrashCount crashes;
+  Listener a, b;
+  crashes.Watch(&a);
+  crashes.Watch(&b);
+  crashes.Observe(Exit(true, SIGKILL));  // killed from outside
+  crashes.Observe(Exit(true, SIGTERM));
+  crashes.Observe(Exit(false, 0));
+  crashes.Observe(Exit(false, 128 + SIGKILL));  // a shell's way to say it
+  EXPECT_EQ(crashes.Get(), 0u);
+  crashes.Observe(Exit(true, SIGSEGV));
+  crashes.Observe(Exit(false, 3));
+  crashes.Unwatch(&a);
+  // SIGKILLed by the supervisor for not answering health checks: hung.
+  crashes.Observe(Exit(true, SIGKILL, "liveness"));
+  crashes.Observe(Exit(true, SIGKILL, "start_timeout"));
+  crashes.Observe(Exit(true, SIGKILL, "unhealthy"));  // NOT_SERVING: not hung
+  EXPECT_EQ(crashes.Get(), 4u);
+  EXPECT_EQ(a.seen, (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(b.seen, (std::vector<uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(crashes.LastText(),
+            "signal 9 as it answered no health check: hung");
+  crashes.Unwatch(&b);
+  crashes.Observe(Exit(true, SIGABRT));
+  EXPECT_EQ(b.seen.size(), 4u);
 }
 
 }  // namespace

@@ -19,6 +19,8 @@
 //   flood_stderr BYTES writes about BYTES of stderr lines as fast as the pipe
 //                      takes them, then returns how many it wrote
 //   exit CODE MS       answers, then exits with CODE after MS milliseconds
+//   hang               stops the whole process (SIGSTOP): no call or health
+//                      check is answered until it is killed
 // Flags:
 //   --crash-if-exists PATH  exit 3 before serving if PATH exists
 //   --slow-start-file PATH  if PATH exists: read a number of milliseconds
@@ -125,6 +127,15 @@ int main(int argc, char** argv) {
            -> absl::StatusOr<google::protobuf::Value> {
          plugd::testing::InvertLockOrder();
          return plugd::StringValue("ok");
+       }});
+  plugin.AddFunction(
+      {.name = "hang",
+       .help = "hang: stops this process (SIGSTOP); never returns",
+       .params = {},
+       .impl = [](const plugd::sdk::Args&)
+           -> absl::StatusOr<google::protobuf::Value> {
+         raise(SIGSTOP);
+         return absl::InternalError("hang: continued (SIGCONT)");
        }});
   plugin.AddFunction(
       {.name = "echo",

@@ -214,11 +214,14 @@ inline constexpr char kExecutableMismatchPayload[] =
     "type.googleapis.com/plugd.ExecutableMismatch";
 
 // The payload type URL set on a failed launch's status when the process had
-// announced its address (so clients may have reached it) before the start
-// failed: how it ended ("signal 6", "code 1"). It may have died during the
-// connect check (a crash) or been killed for failing it (SIGKILL). A
-// supervisor puts it in the start-failed event (Event.exit), where hosts
-// count a crash. StartExit reads it back.
+// announced its address (so clients have usually reached it: an SDK plugin
+// listens before it announces, though a go-plugin or run_as plugin's socket
+// is linked only after the connect check) before the start failed: how it
+// ended ("signal 6", "signal 6 core", "code 1"). It may have died during the
+// connect check (a crash) or been killed for failing it (SIGKILL; the status
+// is then DEADLINE_EXCEEDED if the check timed out). A supervisor puts it in
+// the start-failed event (Event.exit), where hosts count a crash or a hang.
+// StartExit reads it back.
 inline constexpr char kStartExitPayload[] =
     "type.googleapis.com/plugd.StartExit";
 void SetStartExit(const ExitStatus& exit, absl::Status* status);
