@@ -235,9 +235,17 @@ class IdempotentRetryInterceptor : public Interceptor, public CrashListener {
       std::lock_guard<std::mutex> lock(mu_);
       cancelled = cancelled_;
     }
-    // A round that OnCrash cancelled (not the caller: its CANCELLED stands;
-    // nor one that got its answer before the cancellation did).
-    if (status_.error_code() == grpc::StatusCode::CANCELLED && !cancelled &&
+    if (cancelled) {
+      // The caller's cancellation wins over a crash: CANCELLED, unless the
+      // round had its answer (or a final error) first.
+      if (ShouldRetry()) {
+        status_ = grpc::Status(grpc::StatusCode::CANCELLED, "Cancelled");
+      }
+      return false;
+    }
+    // A round that OnCrash cancelled (not one that got its answer before the
+    // cancellation did).
+    if (status_.error_code() == grpc::StatusCode::CANCELLED &&
         CrashedTooOften()) {
       return false;
     }
@@ -308,7 +316,7 @@ class IdempotentRetryInterceptor : public Interceptor, public CrashListener {
            std::chrono::system_clock::now() < deadline_;
   }
 
-  // Whether the plugin has crashed (not been killed) kMaxCrashesPerCall
+  // Whether the plugin has crashed or hung (CrashCount) kMaxCrashesPerCall
   // times since the call was taken over; then the call ends UNAVAILABLE
   // with a status that says so (starting "plugin NAME ", so the status
   // interceptor keeps it), as the request may be what crashes it.

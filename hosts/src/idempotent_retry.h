@@ -15,9 +15,9 @@
 // plugin is deliberately down (the supervisor's tombstone answered: its
 // message starts with "plugin NAME is "), the call's deadline (or the
 // channel's call_timeout from the call's start, whichever is sooner) passes,
-// kMaxRetryRounds rounds failed, or the plugin crashed or hung (as opposed
-// to being killed) kMaxCrashesPerCall times since the call was taken over:
-// the request itself may be what brings it down (CrashCount).
+// kMaxRetryRounds rounds failed, or the plugin crashed or hung (CrashCount:
+// not when killed from outside) kMaxCrashesPerCall times since the call was
+// taken over: the request itself may be what brings it down.
 //
 //   std::vector<std::unique_ptr<ClientInterceptorFactoryInterface>> f;
 //   f.push_back(...status interceptor...);   // sees the final status
@@ -131,8 +131,10 @@ class CrashListener {
 // events tell: exits by a signal other than SIGKILL, SIGTERM, SIGINT and
 // SIGHUP (kills and stops from outside, which calls ride through), or with
 // a non-zero code other than 128 + one of those; and kills by the
-// supervisor for not answering health checks (liveness: hung). Counted for the
-// whole plugin, not per call. Thread-safe.
+// supervisor for not answering health checks (ExitInfo.killed_for
+// "liveness") or, having announced its address, the connect check of its
+// start ("start_timeout"): hung. Counted for the whole plugin, not per call.
+// Thread-safe.
 class CrashCount {
  public:
   void Observe(const v1::ExitInfo& exit);
