@@ -825,6 +825,10 @@ TEST_F(DaemonTest, StoppedPluginIsRestartedByLiveness) {
   EXPECT_NE(new_pid, pid);
   EXPECT_TRUE(WaitForPidGone(static_cast<pid_t>(pid), kGuard))
       << "the SIGSTOPped instance was not killed";
+  // The exit says the broker killed it, and why (plugctl status/events).
+  const v1::PluginStatus status = Status("frozen");
+  EXPECT_EQ(status.last_exit().signal(), SIGKILL);
+  EXPECT_EQ(status.last_exit().killed_for(), "liveness");
   EXPECT_GE(took, absl::Milliseconds(900));
   EXPECT_LT(took, absl::Seconds(4));
   std::cout << "SIGSTOP -> new instance ready in " << absl::FormatDuration(took)

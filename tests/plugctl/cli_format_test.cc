@@ -312,6 +312,12 @@ TEST(FormatEventTest, DetailsByType) {
   EXPECT_EQ(FormatEvent(e),
             "2026-11-25T10:48:35.123Z random exited pid 4242, killed by signal "
             "9 (SIGKILL)");
+  // Killed by the broker: why.
+  e.mutable_exit()->set_killed_for("liveness");
+  EXPECT_EQ(FormatEvent(e),
+            "2026-11-25T10:48:35.123Z random exited pid 4242, killed by signal "
+            "9 (SIGKILL) by the broker: no answer to health checks "
+            "(liveness_timeout)");
   plugd::v1::Event b;
   *b.mutable_time() = Ts(kT);
   b.set_plugin("random");

@@ -35,10 +35,30 @@ bool IsRunning(const plugd::v1::PluginStatus& s) {
   return s.pid() != 0 && IsSet(s.started_at());
 }
 
+// Why the broker killed a plugin (ExitInfo.killed_for), for people.
+std::string KilledForText(const std::string& killed_for) {
+  if (killed_for == "liveness") {
+    return "by the broker: no answer to health checks (liveness_timeout)";
+  }
+  if (killed_for == "unhealthy") {
+    return "by the broker: NOT_SERVING for unhealthy_timeout";
+  }
+  if (killed_for == "start_timeout") {
+    return "by the broker: no answer to the connect check (start_timeout)";
+  }
+  return absl::StrCat("by the broker (", killed_for, ")");
+}
+
 std::string ExitText(const plugd::v1::ExitInfo& exit) {
-  if (!exit.text().empty()) return exit.text();
-  if (exit.signaled()) return absl::StrCat("killed by signal ", exit.signal());
-  return absl::StrCat("exited with code ", exit.code());
+  std::string text = exit.text();
+  if (text.empty()) {
+    text = exit.signaled() ? absl::StrCat("killed by signal ", exit.signal())
+                           : absl::StrCat("exited with code ", exit.code());
+  }
+  if (!exit.killed_for().empty()) {
+    absl::StrAppend(&text, " ", KilledForText(exit.killed_for()));
+  }
+  return text;
 }
 
 std::string KindName(plugd::v1::ValueKind kind) {
