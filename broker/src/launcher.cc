@@ -726,27 +726,53 @@ std::string ExitStatus::ToString() const {
   return absl::StrCat("exited with code ", code);
 }
 
-void SetStartExit(const ExitStatus& exit, absl::Status* status) {
-  status->SetPayload(
-      kStartExitPayload,
-      absl::Cord(exit.signaled ? absl::StrCat("signal ", exit.signal,
-                                              exit.core_dumped ? " core" : "")
-                               : absl::StrCat("code ", exit.code)));
+void SetStartProcess(pid_t pid, const std::optional<ExitStatus>& exit,
+                     absl::Status* status) {
+  std::string text = absl::StrCat("pid ", pid);
+  if (exit) {
+    absl::StrAppend(&text, exit->signaled
+                               ? absl::StrCat(" signal ", exit->signal,
+                                              exit->core_dumped ? " core" : "")
+                               : absl::StrCat(" code ", exit->code));
+  }
+  status->SetPayload(kStartProcessPayload, absl::Cord(text));
+}
+
+namespace {
+
+// The words of a kStartProcessPayload ("pid", N[, "signal"|"code", N
+// [, "core"]]); empty if there is none or it is malformed.
+std::vector<std::string> StartProcessWords(const absl::Status& status) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kStartProcessPayload);
+  if (!payload) return {};
+  std::vector<std::string> words = absl::StrSplit(std::string(*payload), ' ');
+  int pid = 0;
+  if (words.size() < 2 || words[0] != "pid" ||
+      !absl::SimpleAtoi(words[1], &pid)) {
+    return {};
+  }
+  return words;
+}
+
+}  // namespace
+
+pid_t StartPid(const absl::Status& status) {
+  const std::vector<std::string> words = StartProcessWords(status);
+  int pid = 0;
+  if (words.size() < 2 || !absl::SimpleAtoi(words[1], &pid)) return 0;
+  return pid;
 }
 
 std::optional<ExitStatus> StartExit(const absl::Status& status) {
-  absl::optional<absl::Cord> payload = status.GetPayload(kStartExitPayload);
-  if (!payload) return std::nullopt;
-  const std::vector<std::string> parts =
-      absl::StrSplit(std::string(*payload), ' ');
+  const std::vector<std::string> words = StartProcessWords(status);
   ExitStatus exit;
   int n = 0;
-  if (parts.size() < 2 || !absl::SimpleAtoi(parts[1], &n)) return std::nullopt;
-  if (parts[0] == "signal") {
+  if (words.size() < 4 || !absl::SimpleAtoi(words[3], &n)) return std::nullopt;
+  if (words[2] == "signal") {
     exit.signaled = true;
     exit.signal = n;
-    exit.core_dumped = parts.size() > 2 && parts[2] == "core";
-  } else if (parts[0] == "code") {
+    exit.core_dumped = words.size() > 4 && words[4] == "core";
+  } else if (words[2] == "code") {
     exit.code = n;
   } else {
     return std::nullopt;
@@ -1720,32 +1746,33 @@ absl::StatusOr<std::shared_ptr<PluginProcess>> PluginProcess::Launch(
   std::future<absl::StatusOr<Handshake>> handshake;
   PLUGD_RETURN_IF_ERROR(loop.Run([&] { return impl->Spawn(&handshake); }));
 
+  // A failed start: the process is killed if still there, and the status
+  // names it (kStartProcessPayload); with how it ended once it had
+  // announced its address, as clients may have reached it by then.
+  auto fail = [&impl](absl::Status status, bool announced) {
+    const pid_t pid = impl->pid();
+    impl->KillAndReap();
+    if (pid > 0) {
+      SetStartProcess(pid, announced ? impl->exit_status() : std::nullopt,
+                      &status);
+    }
+    return status;
+  };
   if (handshake.wait_for(absl::ToChronoNanoseconds(
           start_timeout + kHangGuard)) != std::future_status::ready) {
-    impl->KillAndReap();
-    return absl::DeadlineExceededError(
-        absl::StrCat("plugin ", impl->options().name,
-                     ": the launcher got no handshake result (event loop "
-                     "stalled?); killed it"));
+    return fail(absl::DeadlineExceededError(absl::StrCat(
+                    "plugin ", impl->options().name,
+                    ": the launcher got no handshake result (event loop "
+                    "stalled?); killed it")),
+                /*announced=*/false);
   }
   absl::StatusOr<Handshake> result = handshake.get();
-  if (!result.ok()) {
-    impl->KillAndReap();
-    return result.status();
-  }
+  if (!result.ok()) return fail(result.status(), /*announced=*/false);
   impl->handshake_ = *std::move(result);
   loop.Run([&] { impl->handshake_known_ = true; });
   absl::Status connected = impl->CheckConnectable();
   if (connected.ok()) connected = impl->LinkStableSocket();
-  if (!connected.ok()) {
-    // It had announced its address, so it may have been sent calls: the
-    // status says how it ended (kStartExitPayload).
-    impl->KillAndReap();
-    if (std::optional<ExitStatus> exit = impl->exit_status()) {
-      SetStartExit(*exit, &connected);
-    }
-    return connected;
-  }
+  if (!connected.ok()) return fail(std::move(connected), /*announced=*/true);
   PLUGD_LOG(DEBUG) << "plugin " << impl->options().name << " started (pid "
                    << impl->pid() << ") at " << impl->handshake().GrpcTarget();
   return std::shared_ptr<PluginProcess>(new PluginProcess(std::move(impl)));

@@ -650,7 +650,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       const bool timed_out =
           result.status().code() == absl::StatusCode::kDeadlineExceeded;
       Emit(e, v1::EVENT_TYPE_START_FAILED, e.last_error,
-           StartExit(result.status()), std::nullopt, 0,
+           StartExit(result.status()), std::nullopt, StartPid(result.status()),
            timed_out ? "start_timeout" : "");
       if (e.stop_when_started || !e.want_running) {
         e.stop_when_started = false;

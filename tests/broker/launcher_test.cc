@@ -351,8 +351,11 @@ TEST_F(LauncherTest, CrashAfterTheAddressIsAnnouncedIsInTheStatus) {
   ASSERT_TRUE(exit.has_value()) << status;
   EXPECT_TRUE(exit->signaled);
   EXPECT_EQ(exit->signal, SIGABRT);
-  // Before its handshake nobody can have reached it: no exit in the status.
-  EXPECT_FALSE(StartExit(LaunchError(Options("segv"))).has_value());
+  EXPECT_GT(StartPid(status), 0);
+  // Before its handshake: the pid, but no exit in the status.
+  absl::Status early = LaunchError(Options("segv"));
+  EXPECT_GT(StartPid(early), 0) << early;
+  EXPECT_FALSE(StartExit(early).has_value());
 }
 
 TEST_F(LauncherTest, WrongCoreVersion) {

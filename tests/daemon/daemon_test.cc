@@ -1291,6 +1291,7 @@ TEST_F(DaemonTest, StartFailedEventCarriesTheExitOnceTheAddressWasAnnounced) {
       }
     }
     ASSERT_TRUE(start_failed.has_value()) << daemon_->Output();
+    EXPECT_GT(start_failed->pid(), 0) << start_failed->DebugString();
     if (name == "late") {
       ASSERT_TRUE(start_failed->has_exit()) << start_failed->DebugString();
       EXPECT_TRUE(start_failed->exit().signaled());

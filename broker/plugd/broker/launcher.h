@@ -213,18 +213,21 @@ inline constexpr char kMinimalPath[] =
 inline constexpr char kExecutableMismatchPayload[] =
     "type.googleapis.com/plugd.ExecutableMismatch";
 
-// The payload type URL set on a failed launch's status when the process had
-// announced its address (so clients have usually reached it: an SDK plugin
-// listens before it announces, though a go-plugin or run_as plugin's socket
-// is linked only after the connect check) before the start failed: how it
-// ended ("signal 6", "signal 6 core", "code 1"). It may have died during the
+// The payload type URL set on a failed launch's status once a process had
+// been started: its pid ("pid 4301"), and, when it had announced its address
+// before the start failed (so clients have usually reached it: an SDK
+// plugin listens before it announces, though a go-plugin or run_as plugin's
+// socket is linked only after the connect check), how it ended ("pid 4301
+// signal 6", "... signal 6 core", "... code 1"). It may have died during the
 // connect check (a crash) or been killed for failing it (SIGKILL; the status
-// is then DEADLINE_EXCEEDED if the check timed out). A supervisor puts it in
-// the start-failed event (Event.exit), where hosts count a crash or a hang.
-// StartExit reads it back.
-inline constexpr char kStartExitPayload[] =
-    "type.googleapis.com/plugd.StartExit";
-void SetStartExit(const ExitStatus& exit, absl::Status* status);
+// is then DEADLINE_EXCEEDED if the check timed out). A supervisor puts both
+// in the start-failed event (Event.pid, Event.exit), where hosts count a
+// crash or a hang. StartPid and StartExit read them back.
+inline constexpr char kStartProcessPayload[] =
+    "type.googleapis.com/plugd.StartProcess";
+void SetStartProcess(pid_t pid, const std::optional<ExitStatus>& exit,
+                     absl::Status* status);
+pid_t StartPid(const absl::Status& status);  // 0: no process was started
 std::optional<ExitStatus> StartExit(const absl::Status& status);
 
 // Why a plugin with resource limits probably died, for an exit event: e.g.
