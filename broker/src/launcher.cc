@@ -740,44 +740,47 @@ void SetStartProcess(pid_t pid, const std::optional<ExitStatus>& exit,
 
 namespace {
 
-// The words of a kStartProcessPayload ("pid", N[, "signal"|"code", N
-// [, "core"]]); empty if there is none or it is malformed.
-std::vector<std::string> StartProcessWords(const absl::Status& status) {
+// What a kStartProcessPayload says ("pid N[ signal|code N[ core]]"); a pid
+// of 0 when there is none or it is malformed.
+struct StartProcess {
+  pid_t pid = 0;
+  std::optional<ExitStatus> exit;
+};
+
+StartProcess ParseStartProcess(const absl::Status& status) {
   absl::optional<absl::Cord> payload = status.GetPayload(kStartProcessPayload);
   if (!payload) return {};
-  std::vector<std::string> words = absl::StrSplit(std::string(*payload), ' ');
-  int pid = 0;
+  const std::vector<std::string> words =
+      absl::StrSplit(std::string(*payload), ' ');
+  StartProcess parsed;
   if (words.size() < 2 || words[0] != "pid" ||
-      !absl::SimpleAtoi(words[1], &pid)) {
+      !absl::SimpleAtoi(words[1], &parsed.pid)) {
     return {};
   }
-  return words;
+  int n = 0;
+  if (words.size() >= 4 && absl::SimpleAtoi(words[3], &n)) {
+    ExitStatus exit;
+    if (words[2] == "signal") {
+      exit.signaled = true;
+      exit.signal = n;
+      exit.core_dumped = words.size() > 4 && words[4] == "core";
+      parsed.exit = exit;
+    } else if (words[2] == "code") {
+      exit.code = n;
+      parsed.exit = exit;
+    }
+  }
+  return parsed;
 }
 
 }  // namespace
 
 pid_t StartPid(const absl::Status& status) {
-  const std::vector<std::string> words = StartProcessWords(status);
-  int pid = 0;
-  if (words.size() < 2 || !absl::SimpleAtoi(words[1], &pid)) return 0;
-  return pid;
+  return ParseStartProcess(status).pid;
 }
 
 std::optional<ExitStatus> StartExit(const absl::Status& status) {
-  const std::vector<std::string> words = StartProcessWords(status);
-  ExitStatus exit;
-  int n = 0;
-  if (words.size() < 4 || !absl::SimpleAtoi(words[3], &n)) return std::nullopt;
-  if (words[2] == "signal") {
-    exit.signaled = true;
-    exit.signal = n;
-    exit.core_dumped = words.size() > 4 && words[4] == "core";
-  } else if (words[2] == "code") {
-    exit.code = n;
-  } else {
-    return std::nullopt;
-  }
-  return exit;
+  return ParseStartProcess(status).exit;
 }
 
 std::string DescribeLimitExit(const ResourceLimits& limits,

@@ -326,8 +326,9 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     bool stopping = false;           // an operator stop is in progress
     bool stop_when_started = false;  // stop requested during STARTING
     bool restart_after_stop = false;
-    bool forced_restart = false;  // the supervisor killed it (health)
-    std::string forced_for;       // why: "liveness" or "unhealthy"
+    // Set when the supervisor killed it to restart it, to why: "liveness"
+    // or "unhealthy" (ExitInfo.killed_for of its exit).
+    std::string forced_for;
     std::vector<Waiter> waiters;
     std::unique_ptr<Tombstone> tombstone;
   };
@@ -483,8 +484,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
 
   // ----------------------------------------------------------- events ---
 
-  // `killed_for`: ExitInfo.killed_for of `exit`; for an exit the supervisor
-  // brought about (ForceRestart), its kind.
+  // `killed_for`: ExitInfo.killed_for of `exit`.
   void Emit(Entry& e, v1::EventType type, const std::string& message,
             const std::optional<ExitStatus>& exit = std::nullopt,
             std::optional<absl::Duration> delay = std::nullopt, pid_t pid = 0,
@@ -498,11 +498,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     event.set_pid(pid);
     if (exit) {
       *event.mutable_exit() = ToExitInfo(*exit);
-      if (!killed_for.empty()) {
-        event.mutable_exit()->set_killed_for(killed_for);
-      } else if (type == v1::EVENT_TYPE_EXITED && e.forced_restart) {
-        event.mutable_exit()->set_killed_for(e.forced_for);
-      }
+      event.mutable_exit()->set_killed_for(killed_for);
     }
     if (delay) {
       const int64_t nanos = absl::ToInt64Nanoseconds(*delay);
@@ -605,7 +601,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     e.backoff_timer->cancel();
     e.stopping = false;
     e.stop_when_started = false;
-    e.forced_restart = false;
+    e.forced_for.clear();
     const uint64_t generation = ++e.generation;
     const std::string name = e.spec.launch.name;
     SetState(e, v1::PLUGIN_STATE_STARTING);
@@ -710,14 +706,14 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
     Entry& e = *found;
     const absl::Duration uptime = absl::Now() - e.started_at;
     e.last_exit = status;
-    e.last_exit_killed_for = e.forced_restart ? e.forced_for : "";
+    e.last_exit_killed_for = e.forced_for;
     if (e.watch) e.watch->Cancel();
     e.watch.reset();
     e.unhealthy_timer->cancel();
     std::string why;
     // Not when the broker killed it (a stop, a liveness or health restart):
     // a SIGKILL then says nothing about limits.
-    if (!e.spec.launch.limits.empty() && !e.stopping && !e.forced_restart) {
+    if (!e.spec.launch.limits.empty() && !e.stopping && e.forced_for.empty()) {
       std::vector<std::string> last;
       for (const OutputLine& line : e.logs->Tail(20)) {
         last.push_back(line.text);
@@ -725,7 +721,8 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       why = DescribeLimitExit(e.spec.launch.limits, status, last);
     }
     e.last_exit_reason = why;
-    Emit(e, v1::EVENT_TYPE_EXITED, why, status, std::nullopt, pid);
+    Emit(e, v1::EVENT_TYPE_EXITED, why, status, std::nullopt, pid,
+         e.forced_for);
     e.process.reset();
     if (e.stopping || !e.want_running) {
       e.stopping = false;
@@ -738,7 +735,7 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
       }
       return;
     }
-    const bool failure = e.forced_restart || !status.success();
+    const bool failure = !e.forced_for.empty() || !status.success();
     DecideRestart(e, failure, uptime);
   }
 
@@ -886,7 +883,6 @@ class Supervisor::Impl : public std::enable_shared_from_this<Impl> {
   // `kind`: "liveness" or "unhealthy" (ExitInfo.killed_for of the exit).
   void ForceRestart(Entry& e, const char* kind, const std::string& reason) {
     if (!e.process) return;
-    e.forced_restart = true;
     e.forced_for = kind;
     e.last_error = reason;
     PLUGD_LOG(WARNING) << "plugin " << e.spec.launch.name << " (pid "

@@ -243,13 +243,14 @@ class IdempotentRetryInterceptor : public Interceptor, public CrashListener {
       }
       return false;
     }
-    // A round that OnCrash cancelled (not one that got its answer before the
-    // cancellation did).
-    if (status_.error_code() == grpc::StatusCode::CANCELLED &&
+    // A round that failed as the plugin died, or that OnCrash cancelled
+    // (not one that got its answer before the cancellation did).
+    const bool failed = ShouldRetry();
+    if ((failed || status_.error_code() == grpc::StatusCode::CANCELLED) &&
         CrashedTooOften()) {
       return false;
     }
-    return ShouldRetry() && !CrashedTooOften();
+    return failed;
   }
 
   bool CrashLimitReached() const {

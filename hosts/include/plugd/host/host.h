@@ -153,9 +153,9 @@ struct PluginOptions {
   // Methods that may be retried when the plugin dies under a call, as
   // "package.Service/Method", besides those its proto marks with
   // `option idempotency_level`. Used for supervised and attached plugins.
-  // A call taken over starts no new round once the plugin has crashed
-  // twice since the call started, after gRPC's attempts of the round in
-  // flight (a request that crashes it each time; docs/broker.md).
+  // A call taken over stops once the plugin has crashed or hung twice since
+  // the call started: the second exit event cancels the attempt in flight
+  // (a request that brings it down each time; docs/broker.md).
   std::vector<std::string> idempotent_methods;
   // How idempotent calls outlive more plugin deaths than gRPC's 5 attempts
   // (supervised plugins; see RetryMode).
